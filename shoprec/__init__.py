@@ -1,0 +1,6 @@
+"""shoprec: an open multimodal product recommender on Qdrant.
+
+Data path: catalog -> encoders -> indexing (store) -> recommend -> cli / http.
+"""
+
+__version__ = "0.1.0"

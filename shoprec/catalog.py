@@ -1,0 +1,215 @@
+"""The catalog format (shoprec's public contract) and a reader that never loses good rows.
+
+A row is JSONL object or CSV record with ``id``, ``title`` (required), ``description``,
+``category``, ``brand``, ``price``, ``in_stock`` (default true), ``image``, ``attributes``
+(CSV: ``attr.NAME`` columns) and ``created_at``. Each bad row becomes a ``RowError`` naming
+its line and reason; every other row is yielded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(min_length=1, max_length=2000)
+    description: str | None = Field(None, max_length=20000)
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = Field(None, ge=0)
+    in_stock: bool = True
+    image: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_from_number(cls, v: Any) -> Any:
+        # A numeric id in JSON is still an id; bool is not.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_as_strings(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            out = {}
+            for key, value in v.items():
+                if isinstance(value, (dict, list)):
+                    raise ValueError(f"attribute {key!r} must be a string, got {type(value).__name__}")
+                if value is not None:
+                    out[str(key)] = str(value)
+            return out
+        return v
+
+    def text_for_embedding(self) -> str:
+        """What the dense text encoders read: the words a shopper would use."""
+        parts = [self.title]
+        if self.category:
+            parts.append(self.category)
+        if self.brand:
+            parts.append(self.brand)
+        colour = self.attributes.get("colour") or self.attributes.get("color") or self.attributes.get("颜色")
+        if colour:
+            parts.append(colour)
+        if self.description:
+            parts.append(self.description[:500])
+        return ". ".join(parts)
+
+    def text_for_lexical(self) -> str:
+        return " ".join(
+            p for p in (self.title, self.category, self.brand, self.description,
+                        " ".join(self.attributes.values())) if p
+        )
+
+    def content_hash(self, image_fingerprint: str = "") -> str:
+        """Changes whenever anything that feeds an embedding or the payload changes."""
+        blob = self.model_dump_json() + "|" + image_fingerprint
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+    def payload(self) -> dict[str, Any]:
+        """Catalog fields as stored in Qdrant (in_stock as 0/1: Edge cannot match booleans)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["in_stock"] = int(self.in_stock)
+        data["item_id"] = data.pop("id")
+        return data
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    item_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        who = f" (item {self.item_id})" if self.item_id else ""
+        return f"line {self.line}{who}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    line: int
+    product: Product
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "row"
+        parts.append(f"field '{loc}': {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_row(raw: Any, line: int) -> CatalogRow | RowError:
+    if not isinstance(raw, dict):
+        return RowError(line, None, f"expected an object, got {type(raw).__name__}")
+    raw_id = raw.get("id")
+    item_id = str(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
+    try:
+        return CatalogRow(line, Product.model_validate(raw))
+    except ValidationError as err:
+        return RowError(line, item_id, _describe(err))
+
+
+def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, text or None if not UTF-8, reason) — bad bytes cost one line, not the file."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                yield number, raw.decode("utf-8").lstrip("\ufeff") if number == 1 else raw.decode("utf-8"), ""
+            except UnicodeDecodeError as err:
+                yield number, None, f"invalid UTF-8 at byte {err.start}"
+
+
+def _read_jsonl(path: Path) -> Iterator[CatalogRow | RowError]:
+    for number, text, why in _decode_lines(path):
+        if text is None:
+            yield RowError(number, None, why)
+            continue
+        if not text.strip():
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            yield RowError(number, None, f"invalid JSON: {err.msg} at column {err.colno}")
+            continue
+        yield parse_row(raw, number)
+
+
+def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
+    for key, value in record.items():
+        if key is None:
+            raise ValueError("row has more fields than the header")
+        if value is None or value == "":
+            continue
+        if key.startswith("attr."):
+            attributes[key[5:]] = value
+        elif key == "in_stock":
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "y"):
+                raw[key] = True
+            elif lowered in ("0", "false", "no", "n"):
+                raw[key] = False
+            else:
+                raw[key] = value
+        else:
+            raw[key] = value
+    if attributes:
+        raw["attributes"] = attributes
+    return raw
+
+
+def _read_csv(path: Path) -> Iterator[CatalogRow | RowError]:
+    good_lines: list[str] = []
+    line_numbers: list[int] = []
+    bad: list[RowError] = []
+    for number, text, why in _decode_lines(path):
+        if text is None:
+            bad.append(RowError(number, None, why))
+        else:
+            good_lines.append(text)
+            line_numbers.append(number)
+    yield from bad
+    if not good_lines:
+        return
+    reader = csv.DictReader(io.StringIO("".join(good_lines)))
+    for record in reader:
+        # line_num counts physical lines read so far; map back to the file's numbering.
+        number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
+        try:
+            raw = _csv_record_to_raw(record)
+        except ValueError as err:
+            yield RowError(number, record.get("id"), str(err))
+            continue
+        yield parse_row(raw, number)
+
+
+def read_catalog(path: Path) -> Iterator[CatalogRow | RowError]:
+    """Rows of a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV catalog, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"catalog not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path)
+    raise ValueError(f"unsupported catalog format {suffix!r} for {path}: use .jsonl or .csv")

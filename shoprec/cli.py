@@ -1,0 +1,266 @@
+"""The `shoprec` command line: thin typer commands over ``shoprec.service.Shoprec``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages, never a hub
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shoprec.config import Settings
+from shoprec.indexing.store import ItemFilter
+from shoprec.results import Recommendation
+
+app = typer.Typer(help="shoprec: multimodal product recommendations on Qdrant.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Embedded store folder [default: ./shoprec-data].")]
+KOpt = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", help="Only these categories.")]
+MinPriceOpt = Annotated[Optional[float], typer.Option("--min-price")]
+MaxPriceOpt = Annotated[Optional[float], typer.Option("--max-price")]
+InStockOpt = Annotated[Optional[bool], typer.Option("--in-stock/--any-stock", help="Only items in stock.")]
+
+
+def _service(store: Path | None):
+    from shoprec.service import Shoprec  # heavy imports only when a command runs
+
+    settings = Settings(store=store) if store else Settings()
+    return Shoprec(settings)
+
+
+def _filter(category, min_price, max_price, in_stock) -> ItemFilter | None:
+    flt = ItemFilter(categories=category or None, min_price=min_price, max_price=max_price, in_stock=in_stock)
+    return None if flt.is_empty() else flt
+
+
+def _print(results: list[Recommendation], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in results], ensure_ascii=False, indent=1))
+        return
+    table = Table(title=title)
+    for column in ("#", "id", "score", "title", "category", "price", "reason"):
+        table.add_column(column)
+    for rank, r in enumerate(results, 1):
+        table.add_row(str(rank), r.id, f"{r.score:.3f}", r.title, r.category or "",
+                      "" if r.price is None else f"{r.price:g}", r.reason)
+    console.print(table)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def index(
+    catalog: Annotated[Path, typer.Argument(help="Catalog file (.jsonl or .csv).")],
+    store: StoreOpt = None,
+    delete_missing: Annotated[bool, typer.Option(help="Delete stored items absent from this catalog.")] = False,
+    errors: Annotated[Optional[Path], typer.Option(help="Where to write per-line problems [STORE/index-errors.jsonl].")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index (or re-index) a catalog: unchanged items are skipped, changed ones re-encoded."""
+    service = _service(store)
+    try:
+        report = service.index_catalog(catalog, delete_missing=delete_missing, progress=not as_json)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    details = errors or service.settings.store / "index-errors.jsonl"
+    report.write_details(details)
+    if as_json:
+        typer.echo(json.dumps({"indexed": report.indexed, "unchanged": report.unchanged, "rejected": report.failed,
+                               "image_errors": len(report.image_errors), "deleted": report.deleted,
+                               "seconds": round(report.seconds, 2), "joint": report.joint_metrics,
+                               "errors_file": str(details)}))
+    else:
+        console.print(report.summary())
+        if report.joint_metrics:
+            console.print(f"joint space: {report.joint_metrics}")
+        for err in (report.row_errors + report.image_errors)[:10]:
+            err_console.print(f"  [yellow]{err}[/yellow]")
+        if report.row_errors or report.image_errors:
+            err_console.print(f"all problems: {details}")
+    service.close()
+
+
+@app.command()
+def similar(
+    item_id: str,
+    k: KOpt = 10,
+    modality: Annotated[str, typer.Option(help="text | image | joint")] = "joint",
+    store: StoreOpt = None, as_json: JsonOpt = False,
+    category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
+) -> None:
+    """Products similar to ITEM_ID."""
+    from shoprec.service import UnknownItem
+
+    if modality not in ("text", "image", "joint"):
+        _fail(f"--modality must be text, image or joint, not {modality!r}")
+    service = _service(store)
+    try:
+        results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))
+    except UnknownItem as err:
+        _fail(str(err))
+    _print(results, as_json, f"similar to {item_id} ({modality})")
+    service.close()
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="Text query (any language).")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Search by a photo.")] = None,
+    k: KOpt = 10, store: StoreOpt = None, as_json: JsonOpt = False,
+    category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
+) -> None:
+    """Search by text, by image, or both."""
+    from shoprec.images import ImageError
+
+    if not query and image is None:
+        _fail("give a text query or --image PATH")
+    service = _service(store)
+    data = None
+    if image is not None:
+        if not image.is_file():
+            _fail(f"image not found: {image}")
+        data = image.read_bytes()
+    try:
+        results = service.search(text=query, image=data, k=k, flt=_filter(category, min_price, max_price, in_stock))
+    except ImageError as err:
+        _fail(f"{image}: {err}")
+    _print(results, as_json, f"search {query or image}")
+    service.close()
+
+
+@app.command()
+def events(
+    file: Annotated[Path, typer.Argument(help="Events file (.jsonl or .csv).")],
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Ingest behaviour events; bad lines are reported, the rest ingested."""
+    service = _service(store)
+    try:
+        report = service.ingest_events_file(file)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    if as_json:
+        typer.echo(json.dumps({"ingested": report.ingested,
+                               "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]}))
+    else:
+        console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
+        for err in report.errors[:10]:
+            err_console.print(f"  [yellow]line {err.line}: {err.reason}[/yellow]")
+    service.close()
+
+
+@app.command()
+def recommend(
+    user_id: str, k: KOpt = 10,
+    context_item: Annotated[Optional[str], typer.Option(help="Item the user is looking at.")] = None,
+    include_purchased: Annotated[bool, typer.Option(help="Allow items the user already bought.")] = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+    category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
+) -> None:
+    """Personalised feed for USER_ID (new users get trending / context)."""
+    service = _service(store)
+    results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=not include_purchased,
+                                flt=_filter(category, min_price, max_price, in_stock))
+    _print(results, as_json, f"for {user_id}")
+    service.close()
+
+
+@app.command()
+def complementary(
+    item_id: Annotated[Optional[str], typer.Argument()] = None,
+    cart: Annotated[Optional[str], typer.Option(help="Comma-separated item ids in the cart.")] = None,
+    k: KOpt = 10, store: StoreOpt = None, as_json: JsonOpt = False,
+    category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
+) -> None:
+    """Items bought with ITEM_ID (or with the whole --cart)."""
+    from shoprec.service import UnknownItem
+
+    ids = [i.strip() for i in (cart or "").split(",") if i.strip()] + ([item_id] if item_id else [])
+    if not ids:
+        _fail("give an ITEM_ID or --cart ID,ID")
+    service = _service(store)
+    try:
+        results = service.complementary(ids, k=k, flt=_filter(category, min_price, max_price, in_stock))
+    except UnknownItem as err:
+        _fail(str(err))
+    _print(results, as_json, f"goes with {', '.join(ids)}")
+    service.close()
+
+
+@app.command()
+def forget(user_id: str, store: StoreOpt = None) -> None:
+    """Forget a user: their events and vector go, and stop influencing others."""
+    service = _service(store)
+    removed = service.forget_user(user_id)
+    console.print(f"forgot {user_id}" if removed else f"no data for {user_id}")
+    service.close()
+
+
+@app.command()
+def stats(store: StoreOpt = None) -> None:
+    """Index size and event counts."""
+    service = _service(store)
+    typer.echo(json.dumps(service.stats(), indent=1))
+    service.close()
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option(help="Where to write the sample shop.")] = Path("./shoprec-demo"),
+    serve: Annotated[bool, typer.Option(help="Serve the web page afterwards.")] = False,
+    port: int = 8000,
+) -> None:
+    """Build a small bilingual sample shop, index it, replay behaviour and answer queries."""
+    from shoprec.demo_data import build_demo_catalog
+    from shoprec.service import Shoprec
+
+    catalog, events_file = build_demo_catalog(folder)
+    service = Shoprec(Settings(store=folder / "store"))
+    console.rule("index")
+    console.print(service.index_catalog(catalog).summary())
+    console.rule("events")
+    report = service.ingest_events_file(events_file)
+    console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
+    _print(service.search("纯棉T恤", k=5), False, "search: 纯棉T恤")
+    _print(service.search("running shoes", k=5), False, "search: running shoes")
+    _print(service.similar("handbag-red", k=5), False, "similar to handbag-red")
+    _print(service.complementary(["phone-black"], k=5), False, "goes with phone-black")
+    _print(service.recommend("u001", k=5), False, "for u001 (a returning shopper)")
+    _print(service.recommend("new-visitor", k=5), False, "for a new visitor")
+    if serve:
+        service.close()
+        _serve_app(Settings(store=folder / "store"), "127.0.0.1", port)
+    else:
+        service.close()
+
+
+def _serve_app(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from shoprec.http.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, workers=1)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, store: StoreOpt = None) -> None:
+    """Run the HTTP API and web page (one process: the embedded store is single-writer)."""
+    _serve_app(Settings(store=store) if store else Settings(), host, port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,90 @@
+"""All of shoprec's configuration in one place.
+
+Every field can be set from the environment as ``SHOPREC_<FIELD>`` (e.g. ``SHOPREC_STORE``,
+``SHOPREC_QDRANT_URL``) so the CLI, the HTTP service and the tests share one source of truth.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPREC_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------
+    store: Path = Field(Path("./shoprec-data"), description="Folder of the embedded store.")
+    qdrant_url: str | None = Field(None, description="Use a Qdrant server instead of the embedded store.")
+    qdrant_api_key: str | None = None
+    collection: str = "products"
+    shard_number: int = Field(1, description="Shards of the server collection (cluster mode).")
+    replication_factor: int = Field(1, description="Replicas of each shard (cluster mode).")
+
+    # --- encoders (names resolved by shoprec.encoders.registry) ---------------------------
+    text_encoder: str = "use-multilingual"
+    image_encoder: str = "efficientnet-lite0"
+    joint_encoder: str = Field(
+        "catalog-aligned",
+        description="'catalog-aligned' (projection heads trained on the catalog) or "
+        "'open_clip:ARCH:CHECKPOINT' with a local checkpoint file (or a hub tag where online).",
+    )
+    jieba_user_dict: Path | None = None
+    batch_size: int = 32
+    image_workers: int = 2
+
+    # --- image safety ---------------------------------------------------------------------
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    allow_remote_images: bool = True
+    remote_image_timeout_s: float = 10.0
+
+    # --- behaviour -> user vectors --------------------------------------------------------
+    weight_view: float = 1.0
+    weight_click: float = 2.0
+    weight_cart: float = 4.0
+    weight_purchase: float = 8.0
+    weight_dislike: float = -6.0
+    half_life_days: float = 30.0
+    session_weight: float = 0.5
+    cf_neighbours: int = 30
+    profile_vector: str = Field("joint", description="Named vector user profiles live in.")
+    events_db: Path | None = Field(None, description="SQLite file of events (default: STORE/events.sqlite).")
+    session_timeout_minutes: float = Field(
+        30.0, description="The latest session steers the feed while it is younger than this.")
+    trending_half_life_days: float = Field(7.0, description="Half-life of popularity for trending.")
+    cooc_basket_weight: float = Field(1.0, description="Bought-together weight of a shared basket/session.")
+    cooc_user_weight: float = Field(0.3, description="Bought-together weight of the same shopper, other basket.")
+    candidate_pool: int = Field(1000, description="ANN candidates the personalised feed reranks.")
+    max_negatives: int = Field(20, description="Most recent dislikes used as recommend-query negatives.")
+    new_arrival_days: float = Field(14.0, description="Items created this recently are 'new arrivals'.")
+
+    # --- rerank blend ---------------------------------------------------------------------
+    blend_similarity: float = 1.0
+    blend_cf: float = 0.5
+    blend_popularity: float = 0.1
+    mmr_lambda: float = 0.0
+
+    # --- HTTP -----------------------------------------------------------------------------
+    api_key: str | None = None
+    read_key: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 8 * 1024 * 1024
+
+    @property
+    def event_weights(self) -> dict[str, float]:
+        return {
+            "view": self.weight_view,
+            "click": self.weight_click,
+            "cart": self.weight_cart,
+            "purchase": self.weight_purchase,
+            "dislike": self.weight_dislike,
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,350 @@
+"""The joint text-image space: learned on the catalog (default) or taken from a CLIP model.
+
+No CLIP weights ship on PyPI, so by default shoprec learns the joint space itself, LiT-style:
+the shipped text and image encoders stay frozen and two small projection heads are trained
+contrastively on the catalog's own (text, image) pairs. That is minutes of CPU, needs no hub,
+and adapts to the shop's vocabulary and photography. Users who do have a CLIP checkpoint name
+it as ``open_clip:ARCH:CHECKPOINT`` and get ``ClipSpace`` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from .base import UnknownEncoderError, empty, l2_normalise, require
+from .threads import limit_torch_threads
+
+JointKind = Literal["catalog-aligned", "clip"]
+_WEIGHTS_FILE = "heads.pt"
+_META_FILE = "space.json"
+_FORMAT_VERSION = 1
+
+
+@runtime_checkable
+class JointSpace(Protocol):
+    """What the indexer and recommenders use: texts or images in, unit joint vectors out."""
+
+    kind: JointKind
+    dim: int
+
+    @property
+    def is_fitted(self) -> bool: ...
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray: ...
+
+
+def joint_kind(name: str) -> JointKind:
+    """Which kind of joint space a ``joint_encoder`` setting names."""
+    if name == "catalog-aligned":
+        return "catalog-aligned"
+    if name.startswith("open_clip:"):
+        return "clip"
+    raise UnknownEncoderError(
+        f"unknown joint encoder {name!r}; known: catalog-aligned, open_clip:ARCH:CHECKPOINT"
+    )
+
+
+def build_joint(settings: Any, path: str | Path | None = None) -> "CatalogAlignedSpace | ClipSpace":
+    """The joint space the settings name.
+
+    For ``catalog-aligned`` this loads the heads saved at ``path`` when they were trained on the
+    same text/image encoders, and otherwise returns an unfitted space for the indexer to ``fit``.
+    """
+    kind = joint_kind(settings.joint_encoder)
+    if kind == "clip":
+        return ClipSpace(settings.joint_encoder)
+    if path is not None and (Path(path) / _META_FILE).is_file():
+        space = CatalogAlignedSpace.load(path)
+        if (space.text_encoder, space.image_encoder) == (settings.text_encoder, settings.image_encoder):
+            return space
+    return CatalogAlignedSpace(settings.text_encoder, settings.image_encoder)
+
+
+# --- retrieval metric --------------------------------------------------------------------------
+def recall_at_k(query: np.ndarray, target: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Row i of ``query`` should retrieve row i of ``target``: the share found in the top k.
+
+    Ties count against the true pair (rank = number of targets scoring strictly higher), so a
+    space that maps everything to one point scores chance, not perfect.
+    """
+    n = len(query)
+    if n == 0:
+        return {f"recall@{k}": 0.0 for k in ks} | {"n": 0}
+    sims = query @ target.T
+    true = np.diag(sims)[:, None]
+    rank = (sims > true).sum(axis=1)
+    out: dict[str, float] = {f"recall@{k}": float((rank < k).mean()) for k in ks}
+    out |= {f"chance@{k}": min(1.0, k / n) for k in ks}
+    out["n"] = n
+    return out
+
+
+# --- the learned space -------------------------------------------------------------------------
+def _head(torch: Any, in_dim: int, out_dim: int, hidden: int | None) -> Any:
+    nn = torch.nn
+    if hidden is None:
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, out_dim))
+
+
+def _as_matrix(vecs: np.ndarray, dim: int | None, what: str) -> np.ndarray:
+    vecs = np.asarray(vecs, dtype=np.float32)
+    if vecs.ndim != 2 or (dim is not None and vecs.shape[1] != dim):
+        raise ValueError(f"{what}: expected shape (n, {dim}), got {vecs.shape}")
+    return np.ascontiguousarray(vecs)
+
+
+class CatalogAlignedSpace:
+    """Projection heads over frozen text and image vectors, trained with symmetric InfoNCE."""
+
+    kind: JointKind = "catalog-aligned"
+
+    def __init__(self, text_encoder: str = "", image_encoder: str = "", dim: int = 256,
+                 hidden: int | None = 512) -> None:
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
+        self.dim, self.hidden = dim, hidden
+        self.text_dim: int | None = None
+        self.image_dim: int | None = None
+        self.fingerprint: str | None = None
+        self.metrics: dict[str, Any] = {}
+        self._torch = require("torch", "torch", "The catalog-aligned joint space")
+        self._text_head: Any = None
+        self._image_head: Any = None
+        self._logit_scale: Any = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._text_head is not None
+
+    def _build(self, text_dim: int, image_dim: int) -> None:
+        torch = self._torch
+        self.text_dim, self.image_dim = text_dim, image_dim
+        self._text_head = _head(torch, text_dim, self.dim, self.hidden)
+        self._image_head = _head(torch, image_dim, self.dim, self.hidden)
+        # CLIP's initial temperature 0.07; learnable, clamped at 100 as in CLIP.
+        self._logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+
+    def training_fingerprint(self, text_vecs: np.ndarray, image_vecs: np.ndarray, **fit_args: Any) -> str:
+        """Hash of everything a fit depends on: reuse saved heads while this is unchanged."""
+        h = hashlib.blake2b(digest_size=16)
+        config = {"v": _FORMAT_VERSION, "text_encoder": self.text_encoder, "image_encoder": self.image_encoder,
+                  "dim": self.dim, "hidden": self.hidden, "fit": fit_args}
+        h.update(json.dumps(config, sort_keys=True, default=str).encode())
+        for vecs in (text_vecs, image_vecs):
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+            h.update(str(vecs.shape).encode())
+            h.update(vecs.tobytes())
+        return h.hexdigest()
+
+    def fit(self, text_vecs: np.ndarray, image_vecs: np.ndarray, epochs: int = 30, seed: int = 0,
+            holdout: float = 0.1, batch_size: int = 256, lr: float = 1e-3,
+            weight_decay: float = 0.05) -> dict[str, Any]:
+        """Train on row-aligned (text, image) pairs; hold out ``holdout`` of them to measure.
+
+        Returns metrics including held-out text->image Recall@1/5/10 and the chance level k/n,
+        so the indexer can log whether the space learned anything on this catalog.
+        """
+        torch = self._torch
+        text_vecs = _as_matrix(text_vecs, None, "text_vecs")
+        image_vecs = _as_matrix(image_vecs, None, "image_vecs")
+        n = len(text_vecs)
+        if len(image_vecs) != n:
+            raise ValueError(f"{n} text vectors but {len(image_vecs)} image vectors: pairs must align")
+        if n < 2:
+            raise ValueError("need at least 2 (text, image) pairs to train a contrastive space")
+        if not 0.0 <= holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+        fingerprint = self.training_fingerprint(text_vecs, image_vecs, epochs=epochs, seed=seed, holdout=holdout,
+                                                batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+        limit_torch_threads()
+        order = np.random.default_rng(seed).permutation(n)
+        n_held = int(round(n * holdout)) if n >= 20 else 0
+        held, train = order[:n_held], order[n_held:]
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
+            torch.manual_seed(seed)
+            self._build(text_vecs.shape[1], image_vecs.shape[1])
+            losses = self._train(torch.from_numpy(text_vecs[train]), torch.from_numpy(image_vecs[train]),
+                                 epochs, batch_size, lr, weight_decay)
+        self.fingerprint = fingerprint
+        self.metrics = {
+            "n_train": int(len(train)), "n_heldout": int(n_held), "epochs": epochs,
+            "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+            "temperature": float(1.0 / self._logit_scale.exp().item()),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        if n_held:
+            self.metrics["heldout"] = self.evaluate_retrieval(text_vecs[held], image_vecs[held])
+        return self.metrics
+
+    def _train(self, text: Any, image: Any, epochs: int, batch_size: int, lr: float,
+               weight_decay: float) -> list[float]:
+        torch = self._torch
+        functional = torch.nn.functional
+        params = [*self._text_head.parameters(), *self._image_head.parameters(), self._logit_scale]
+        optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        self._text_head.train()
+        self._image_head.train()
+        epoch_losses: list[float] = []
+        for _ in range(epochs):
+            perm = torch.randperm(len(text))
+            total, batches_run = 0.0, 0
+            for start in range(0, len(text), batch_size):
+                idx = perm[start:start + batch_size]
+                if len(idx) < 2:
+                    continue  # a one-pair batch has no negatives to contrast with
+                t = functional.normalize(self._text_head(text[idx]), dim=-1)
+                v = functional.normalize(self._image_head(image[idx]), dim=-1)
+                logits = self._logit_scale.clamp(max=float(np.log(100.0))).exp() * t @ v.T
+                labels = torch.arange(len(idx))
+                loss = (functional.cross_entropy(logits, labels) + functional.cross_entropy(logits.T, labels)) / 2
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                total, batches_run = total + float(loss.item()), batches_run + 1
+            if batches_run:
+                epoch_losses.append(round(total / batches_run, 5))
+        self._text_head.eval()
+        self._image_head.eval()
+        return epoch_losses
+
+    def _project(self, head: Any, vecs: np.ndarray, in_dim: int | None, what: str) -> np.ndarray:
+        if head is None:
+            raise RuntimeError("the catalog-aligned space is not fitted: call fit() or load() first")
+        vecs = _as_matrix(vecs, in_dim, what)
+        if len(vecs) == 0:
+            return empty(self.dim)
+        with self._torch.inference_mode():
+            return l2_normalise(head(self._torch.from_numpy(vecs)).numpy())
+
+    def project_text(self, text_vecs: np.ndarray) -> np.ndarray:
+        """Frozen text-encoder vectors -> unit joint vectors ``(n, dim)``."""
+        return self._project(self._text_head, text_vecs, self.text_dim, "text_vecs")
+
+    def project_image(self, image_vecs: np.ndarray) -> np.ndarray:
+        """Frozen image-encoder vectors -> unit joint vectors ``(n, dim)``."""
+        return self._project(self._image_head, image_vecs, self.image_dim, "image_vecs")
+
+    def evaluate_retrieval(self, text_vecs: np.ndarray, image_vecs: np.ndarray,
+                           ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+        """Text->image Recall@k of row-aligned pairs in the joint space (use held-out pairs)."""
+        return recall_at_k(self.project_text(text_vecs), self.project_image(image_vecs), ks)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Raw texts -> joint vectors, through the text encoder the heads were trained on."""
+        from .registry import build_text_encoder
+
+        return self.project_text(build_text_encoder(self.text_encoder).encode(texts, batch_size=batch_size))
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """PIL images -> joint vectors, through the image encoder the heads were trained on."""
+        from .registry import build_image_encoder
+
+        return self.project_image(build_image_encoder(self.image_encoder).encode(images, batch_size=batch_size))
+
+    # --- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``heads.pt`` (state dict) and ``space.json`` (dims, encoders, fingerprint) to a folder."""
+        if not self.is_fitted:
+            raise RuntimeError("nothing to save: the catalog-aligned space is not fitted")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"text_head": self._text_head.state_dict(), "image_head": self._image_head.state_dict(),
+                 "logit_scale": self._logit_scale.detach().clone()}
+        meta = {"format": _FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "hidden": self.hidden,
+                "text_dim": self.text_dim, "image_dim": self.image_dim, "text_encoder": self.text_encoder,
+                "image_encoder": self.image_encoder, "fingerprint": self.fingerprint, "metrics": self.metrics}
+        # Weights first, metadata last and both via rename: a present space.json means a whole save.
+        tmp = folder / (_WEIGHTS_FILE + ".tmp")
+        self._torch.save(state, tmp)
+        os.replace(tmp, folder / _WEIGHTS_FILE)
+        tmp = folder / (_META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, folder / _META_FILE)
+        return folder
+
+    @staticmethod
+    def read_meta(path: str | Path) -> dict[str, Any] | None:
+        """The saved ``space.json`` of a folder, or ``None`` when there is none."""
+        meta_file = Path(path) / _META_FILE
+        return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CatalogAlignedSpace":
+        meta = cls.read_meta(path)
+        if meta is None or meta.get("kind") != "catalog-aligned":
+            raise FileNotFoundError(f"no saved catalog-aligned space in {path}")
+        if meta.get("format") != _FORMAT_VERSION:
+            raise ValueError(f"saved space in {path} has format {meta.get('format')}, expected {_FORMAT_VERSION}")
+        space = cls(meta["text_encoder"], meta["image_encoder"], meta["dim"], meta["hidden"])
+        space._build(meta["text_dim"], meta["image_dim"])
+        state = space._torch.load(Path(path) / _WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        space._text_head.load_state_dict(state["text_head"])
+        space._image_head.load_state_dict(state["image_head"])
+        with space._torch.no_grad():
+            space._logit_scale.copy_(state["logit_scale"])
+        space._text_head.eval()
+        space._image_head.eval()
+        space.fingerprint, space.metrics = meta.get("fingerprint"), meta.get("metrics", {})
+        return space
+
+    @classmethod
+    def load_or_fit(cls, path: str | Path, text_vecs: np.ndarray, image_vecs: np.ndarray,
+                    text_encoder: str, image_encoder: str, **fit_args: Any) -> tuple["CatalogAlignedSpace", bool]:
+        """Reuse the heads saved at ``path`` if trained on exactly these vectors, else fit and save.
+
+        Returns ``(space, trained)``; ``trained`` is False when the saved heads were reused.
+        """
+        fresh = cls(text_encoder, image_encoder,
+                    **{k: fit_args.pop(k) for k in ("dim", "hidden") if k in fit_args})
+        args = _fit_defaults() | fit_args
+        wanted = fresh.training_fingerprint(text_vecs, image_vecs, **args)
+        meta = cls.read_meta(path)
+        if meta is not None and meta.get("fingerprint") == wanted:
+            return cls.load(path), False
+        fresh.fit(text_vecs, image_vecs, **args)
+        fresh.save(path)
+        return fresh, True
+
+
+def _fit_defaults() -> dict[str, Any]:
+    """``fit``'s keyword defaults, read from its signature so the fingerprint never drifts."""
+    params = inspect.signature(CatalogAlignedSpace.fit).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+# --- a CLIP model as the joint space -----------------------------------------------------------
+class ClipSpace:
+    """An open_clip model's own joint space: both towers map straight into it."""
+
+    kind: JointKind = "clip"
+
+    def __init__(self, name: str) -> None:
+        from .registry import build_image_encoder, build_text_encoder
+
+        self.name = name
+        self._text = build_text_encoder(name)
+        self._image = build_image_encoder(name)
+        self.dim = self._text.dim
+
+    @property
+    def is_fitted(self) -> bool:
+        return True  # pretrained: nothing to learn from the catalog
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self._text.encode(texts, batch_size=batch_size)
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        return self._image.encode(images, batch_size=batch_size)

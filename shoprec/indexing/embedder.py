@@ -1,0 +1,190 @@
+"""Products (and queries) -> the named vectors stored in Qdrant.
+
+One place decides what each vector means:
+- ``text``: the dense multilingual text encoder over title, category, brand, colour, description;
+- ``image``: the image encoder's features of the product photo (absent without a photo);
+- ``joint``: the joint text-image space; an item's joint vector is the normalised sum of its
+  projected text and projected photo, so a text query and an image query both land near it;
+- ``lexical``: jieba/BM25 term weights (Qdrant applies IDF).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shoprec.catalog import Product
+from shoprec.config import Settings
+from shoprec.encoders.base import l2_normalise
+from shoprec.encoders.joint import CatalogAlignedSpace, build_joint
+from shoprec.encoders.lexical import LexicalEncoder
+from shoprec.encoders.registry import build_image_encoder, build_text_encoder
+from shoprec.indexing.store import Hit, ItemPoint, SparseVec, VectorStore
+
+JOINT_FIELD = "joint_version"
+#: Retrain the catalog-aligned space once the catalog has grown by this factor since the last fit.
+RETRAIN_GROWTH = 1.25
+
+
+class ProductEmbedder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = Path(settings.store)
+
+    # ------------------------------------------------------------------ encoders (lazy)
+    @cached_property
+    def text_encoder(self):
+        return build_text_encoder(self.settings.text_encoder)
+
+    @cached_property
+    def image_encoder(self):
+        return build_image_encoder(self.settings.image_encoder)
+
+    @cached_property
+    def lexical(self) -> LexicalEncoder:
+        user_dict = self.settings.jieba_user_dict
+        return LexicalEncoder(user_dict=user_dict, avg_len=self._lexical_state().get("avg_len"))
+
+    @cached_property
+    def joint(self):
+        return build_joint(self.settings, self.joint_dir)
+
+    @property
+    def joint_dir(self) -> Path:
+        return self.state_dir / "joint-space"
+
+    @property
+    def joint_version(self) -> str | None:
+        """Identifies the space a stored joint vector came from; None while none is fitted."""
+        if not self.joint.is_fitted:
+            return None
+        if isinstance(self.joint, CatalogAlignedSpace):
+            return self.joint.fingerprint
+        return self.settings.joint_encoder
+
+    def dims(self) -> dict[str, int]:
+        joint_dim = self.joint.dim
+        return {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim}
+
+    def ensure_collection(self, store: VectorStore) -> None:
+        store.ensure_collection(self.dims())
+
+    # ------------------------------------------------------------------ lexical corpus stats
+    def _lexical_state(self) -> dict[str, Any]:
+        path = self.state_dir / "lexical.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def fit_lexical(self, products: Sequence[Product]) -> None:
+        """Fix BM25's average document length once, from the first catalog indexed.
+
+        Kept fixed afterwards so items indexed later are weighted like the ones already stored.
+        """
+        if self.lexical.avg_len is not None or not products:
+            return
+        self.lexical.fit(p.text_for_lexical() for p in products)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "lexical.json").write_text(json.dumps({"avg_len": self.lexical.avg_len}), encoding="utf-8")
+
+    # ------------------------------------------------------------------ items
+    def embed(self, products: Sequence[Product], images: Sequence[Image.Image | None],
+              image_paths: Sequence[str | None]) -> list[ItemPoint]:
+        """Encode a batch; ``images[i]`` is None where the photo is absent or failed."""
+        bs = self.settings.batch_size
+        text = self.text_encoder.encode([p.text_for_embedding() for p in products], batch_size=bs)
+        with_image = [i for i, img in enumerate(images) if img is not None]
+        visual = self.image_encoder.encode([images[i] for i in with_image], batch_size=bs)
+        visual_by_row = {row: visual[j] for j, row in enumerate(with_image)}
+        joint = self._joint_for(products, images, text, visual_by_row)
+        version = self.joint_version
+        points = []
+        for row, product in enumerate(products):
+            vectors = {"text": text[row]}
+            if row in visual_by_row:
+                vectors["image"] = visual_by_row[row]
+            payload = product.payload()
+            payload["title_segmented"] = self.lexical.segmented(product.title)
+            if row in visual_by_row and image_paths[row]:
+                payload["image_path"] = image_paths[row]
+            if joint is not None:
+                vectors["joint"] = joint[row]
+                payload[JOINT_FIELD] = version
+            points.append(ItemPoint(product.id, vectors, payload, self.lexical.encode_document(product.text_for_lexical())))
+        return points
+
+    def _joint_for(self, products: Sequence[Product], images: Sequence[Image.Image | None], text: np.ndarray,
+                   visual_by_row: dict[int, np.ndarray]) -> np.ndarray | None:
+        if not self.joint.is_fitted:
+            return None  # the indexer fits the space after phase 1 and fills joint vectors in then
+        if isinstance(self.joint, CatalogAlignedSpace):
+            image_rows = np.stack([visual_by_row.get(i, np.zeros(self.image_encoder.dim, np.float32))
+                                   for i in range(len(products))])
+            return self.combine(text, image_rows, np.array([i in visual_by_row for i in range(len(products))]))
+        joint_text = self.joint.encode_texts([p.text_for_embedding() for p in products])
+        rows = sorted(visual_by_row)
+        if rows:
+            joint_image = self.joint.encode_images([images[i] for i in rows])
+            joint_text[rows] = joint_text[rows] + joint_image
+        return l2_normalise(joint_text)
+
+    def combine(self, text: np.ndarray, image: np.ndarray, has_image: np.ndarray) -> np.ndarray:
+        """Joint item vector from frozen text/image vectors (catalog-aligned space)."""
+        joint = self.joint.project_text(text)
+        if has_image.any():
+            joint[has_image] = joint[has_image] + self.joint.project_image(image[has_image])
+        return l2_normalise(joint)
+
+    def joint_vectors(self, hits: Sequence[Hit]) -> np.ndarray:
+        """Joint vectors for stored items from their stored text/image vectors (no re-encoding)."""
+        text = np.stack([h.vectors["text"] for h in hits]).astype(np.float32)
+        has_image = np.array(["image" in h.vectors for h in hits])
+        zeros = np.zeros(self.image_encoder.dim, np.float32)
+        image = np.stack([h.vectors.get("image", zeros) for h in hits]).astype(np.float32)
+        return self.combine(text, image, has_image)
+
+    # ------------------------------------------------------------------ the joint space
+    def joint_needs_training(self, store: VectorStore) -> bool:
+        if not isinstance(self.joint, CatalogAlignedSpace):
+            return False
+        if not self.joint.is_fitted:
+            return True
+        trained_on = self.joint.metrics.get("n_train", 0) + self.joint.metrics.get("n_heldout", 0)
+        return store.count() >= RETRAIN_GROWTH * max(trained_on, 1)
+
+    def train_joint(self, store: VectorStore, hits: Sequence[Hit]) -> dict[str, Any]:
+        """Fit the catalog-aligned heads on every stored (text, photo) pair and save them."""
+        pairs = [h for h in hits if "image" in h.vectors and "text" in h.vectors]
+        if len(pairs) < 2:
+            return {}
+        text = np.stack([h.vectors["text"] for h in pairs]).astype(np.float32)
+        image = np.stack([h.vectors["image"] for h in pairs]).astype(np.float32)
+        space, _ = CatalogAlignedSpace.load_or_fit(self.joint_dir, text, image, self.settings.text_encoder,
+                                                   self.settings.image_encoder)
+        self.joint = space
+        return space.metrics
+
+    # ------------------------------------------------------------------ queries
+    def query_text(self, text: str) -> tuple[np.ndarray, np.ndarray | None, SparseVec]:
+        dense = self.text_encoder.encode([text])[0]
+        joint = None
+        if self.joint.is_fitted:
+            if isinstance(self.joint, CatalogAlignedSpace):
+                joint = self.joint.project_text(dense[None, :])[0]
+            else:
+                joint = self.joint.encode_texts([text])[0]
+        return dense, joint, self.lexical.encode_query(text)
+
+    def query_image(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+        visual = self.image_encoder.encode([image])[0]
+        joint = None
+        if self.joint.is_fitted:
+            if isinstance(self.joint, CatalogAlignedSpace):
+                joint = self.joint.project_image(visual[None, :])[0]
+            else:
+                joint = self.joint.encode_images([image])[0]
+        return visual, joint

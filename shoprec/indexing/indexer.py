@@ -1,0 +1,190 @@
+"""Catalog -> points in the store, batched, resumable and idempotent.
+
+Two phases, each safe to interrupt:
+1. rows whose content hash changed are encoded (text, image, lexical) and upserted batch by
+   batch with their hash, so a re-run skips everything already done;
+2. the joint space is trained (or reused) and every point whose ``joint_version`` differs
+   from the current space gets its joint vector — a matrix product over stored vectors,
+   never a re-encode.
+Images for the next batch are decoded on worker threads while the current batch encodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from rich.progress import Progress
+
+from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
+from shoprec.config import Settings
+from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
+from shoprec.indexing.embedder import JOINT_FIELD, ProductEmbedder
+from shoprec.indexing.report import IndexReport
+from shoprec.indexing.store import VectorStore
+
+#: Payload fields the indexer owns (besides the catalog fields).
+HASH_FIELD = "content_hash"
+
+
+@dataclass
+class _Pending:
+    line: int
+    product: Product
+    content_hash: str
+    image: Future[Image.Image] | None
+
+
+class Indexer:
+    def __init__(self, store: VectorStore, embedder: ProductEmbedder, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.limits = ImageLimits(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            allow_remote=settings.allow_remote_images,
+            timeout_s=settings.remote_image_timeout_s,
+        )
+
+    # ------------------------------------------------------------------ public API
+    def index_catalog(self, path: Path, delete_missing: bool = False, progress: bool = True) -> IndexReport:
+        started = time.perf_counter()
+        report = IndexReport()
+        rows = self._unique_rows(read_catalog(path), report)
+        self.embedder.ensure_collection(self.store)
+        self.embedder.fit_lexical([row.product for row in rows])
+        report_rows = self._upsert_rows(rows, Path(path).resolve().parent, report, progress)
+        if delete_missing:
+            seen = {row.product.id for row in report_rows}
+            stale = [hit.item_id for hit in self.store.scroll(fields=["item_id"]) if hit.item_id not in seen]
+            self.store.delete(stale)
+            report.deleted = len(stale)
+        self._refresh_joint(report, progress, train=True)
+        self.store.optimize()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def upsert_products(self, products: Sequence[Product], base_dir: Path) -> IndexReport:
+        """Index a batch at once (HTTP upserts): new items are searchable when this returns."""
+        started = time.perf_counter()
+        report = IndexReport()
+        self.embedder.ensure_collection(self.store)
+        rows = [CatalogRow(i + 1, p) for i, p in enumerate(products)]
+        self._upsert_rows(rows, base_dir, report, progress=False)
+        self._refresh_joint(report, progress=False, train=False)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def delete(self, item_ids: Sequence[str]) -> int:
+        found = self.store.retrieve(list(item_ids))
+        self.store.delete([hit.item_id for hit in found])
+        return len(found)
+
+    # ------------------------------------------------------------------ phase 1
+    @staticmethod
+    def _unique_rows(rows: Iterable[CatalogRow | RowError], report: IndexReport) -> list[CatalogRow]:
+        first_line: dict[str, int] = {}
+        unique: list[CatalogRow] = []
+        for row in rows:
+            if isinstance(row, RowError):
+                report.row_errors.append(row)
+                continue
+            item_id = row.product.id
+            if item_id in first_line:
+                report.row_errors.append(
+                    RowError(row.line, item_id, f"duplicate id, first seen on line {first_line[item_id]}")
+                )
+                continue
+            first_line[item_id] = row.line
+            unique.append(row)
+        return unique
+
+    def _upsert_rows(self, rows: list[CatalogRow], base_dir: Path, report: IndexReport, progress: bool) -> list[CatalogRow]:
+        known = {hit.item_id: hit.payload.get(HASH_FIELD) for hit in self.store.scroll(fields=["item_id", HASH_FIELD])}
+        todo: list[tuple[CatalogRow, str]] = []
+        for row in rows:
+            digest = row.product.content_hash(image_fingerprint(row.product.image, base_dir))
+            if known.get(row.product.id) == digest:
+                report.unchanged += 1
+            else:
+                todo.append((row, digest))
+        batch_size = max(1, self.settings.batch_size)
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.image_workers)) as pool, \
+                Progress(disable=not progress or not todo, transient=False) as bar:
+            task = bar.add_task("encoding", total=len(todo))
+            batches = self._prefetching_batches(todo, batch_size, base_dir, pool)
+            for batch in batches:
+                self._encode_and_upsert(batch, base_dir, report)
+                bar.advance(task, len(batch))
+        return rows
+
+    def _prefetching_batches(self, todo: list[tuple[CatalogRow, str]], batch_size: int, base_dir: Path,
+                             pool: ThreadPoolExecutor) -> Iterator[list[_Pending]]:
+        """Submit the next batch's image loads before yielding the current one."""
+
+        def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
+            return [
+                _Pending(row.line, row.product, digest,
+                         pool.submit(load_image, row.product.image, base_dir, self.limits) if row.product.image else None)
+                for row, digest in chunk
+            ]
+
+        chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        ahead = submit(chunks[0]) if chunks else []
+        for index in range(len(chunks)):
+            current = ahead
+            ahead = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
+            yield current
+
+    def _encode_and_upsert(self, batch: list[_Pending], base_dir: Path, report: IndexReport) -> None:
+        images: list[Image.Image | None] = []
+        for pending in batch:
+            image = None
+            if pending.image is not None:
+                try:
+                    image = pending.image.result()
+                except ImageError as err:
+                    report.image_errors.append(RowError(pending.line, pending.product.id, str(err)))
+                except Exception as err:  # noqa: BLE001 - a single bad image must not stop the catalog
+                    report.image_errors.append(RowError(pending.line, pending.product.id, f"image failed: {err}"))
+            images.append(image)
+        products = [p.product for p in batch]
+        paths = [_local_path(p.product.image, base_dir) for p in batch]
+        points = self.embedder.embed(products, images, paths)
+        for point, pending in zip(points, batch):
+            point.payload[HASH_FIELD] = pending.content_hash
+        self.store.upsert(points)
+        report.indexed += len(points)
+
+    # ------------------------------------------------------------------ phase 2
+    def _refresh_joint(self, report: IndexReport, progress: bool, train: bool) -> None:
+        """Give every point a joint vector from the current space (no re-encoding)."""
+        if train and self.embedder.joint_needs_training(self.store):
+            hits = list(self.store.scroll(fields=["item_id"], with_vectors=True))
+            report.joint_metrics = self.embedder.train_joint(self.store, hits)
+        version = self.embedder.joint_version
+        if version is None:
+            return
+        stale = [hit.item_id for hit in self.store.scroll(fields=["item_id", JOINT_FIELD])
+                 if hit.payload.get(JOINT_FIELD) != version]
+        for start in range(0, len(stale), 512):
+            chunk = self.store.retrieve(stale[start:start + 512], with_vectors=True)
+            joint = self.embedder.joint_vectors(chunk)
+            self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
+            self.store.set_payload([hit.item_id for hit in chunk], {JOINT_FIELD: version})
+        report.joint_updated = len(stale)
+
+
+def _local_path(ref: str | None, base_dir: Path) -> str | None:
+    """Absolute path of a local photo, kept in the payload so the web page can serve it."""
+    if not ref or is_remote(ref):
+        return None
+    try:
+        return str(resolve_local(ref, base_dir))
+    except ImageError:
+        return None

@@ -1,0 +1,235 @@
+"""Durable home of behaviour events and the incremental state derived from them (SQLite).
+
+Why SQLite: one file next to the embedded store, transactions, and WAL mode lets a threaded
+HTTP server read while one writer appends. ``synchronous=FULL`` means an ingest call that
+returned has its events on disk even if the machine loses power right after.
+
+Tables:
+  events    every accepted event (the source of truth; everything else can be recomputed)
+  items     per item: category snapshot and time-decayed popularity (log2, see popularity.py)
+  profiles  per user: decayed preference-vector sums as float64 blobs (see profiles.py)
+  meta      schema version and the event clock (newest event time seen)
+
+Co-occurrence and user-kNN live in memory as sparse matrices built from ``events``
+(see cf.py): at this scale that is cheaper and exact, and forgetting a user is a rebuild.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .events import Event
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts REAL NOT NULL,
+    session_id TEXT,
+    basket TEXT NOT NULL,
+    price REAL,
+    quantity INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_user ON events(user_id, ts);
+CREATE INDEX IF NOT EXISTS events_item ON events(item_id);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    category TEXT,
+    pop REAL
+);
+CREATE INDEX IF NOT EXISTS items_pop ON items(pop);
+CREATE INDEX IF NOT EXISTS items_category_pop ON items(category, pop);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    vector_name TEXT NOT NULL,
+    long_vec BLOB,
+    long_ref REAL,
+    session TEXT,
+    session_vec BLOB,
+    session_ref REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+#: SQLite caps bound parameters per statement; stay well under the oldest default (999).
+_CHUNK = 500
+
+
+def chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
+
+
+def _row_to_event(row: sqlite3.Row) -> Event:
+    return Event(
+        user_id=row["user_id"], item_id=row["item_id"], type=row["type"],
+        ts=datetime.fromtimestamp(row["ts"], tz=timezone.utc), session_id=row["session_id"],
+        price=row["price"], quantity=row["quantity"],
+    )
+
+
+class EventStore:
+    """SQLite file of events; one connection per thread, one writer at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        with self._write_lock:
+            self.conn().executescript(_SCHEMA)
+        with self.transaction() as conn:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if found is None:
+                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has events schema {found[0]}, this shoprec reads {SCHEMA_VERSION}")
+
+    # --- connections -----------------------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit; writes go through ``transaction``)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # check_same_thread=False only so close() may close every thread's connection;
+            # each connection is still used by the one thread that opened it.
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            # Forgotten users' rows are overwritten on disk, not just unlinked.
+            conn.execute("PRAGMA secure_delete=ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time (in this process); commit on success, roll back on error."""
+        with self._write_lock:
+            conn = self.conn()
+            if conn.in_transaction:  # nested use by the same thread: join the outer one
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- events ----------------------------------------------------------------------------
+    @staticmethod
+    def insert_events(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
+        conn.executemany(
+            "INSERT INTO events (user_id, item_id, type, ts, session_id, basket, price, quantity)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.user_id, e.item_id, e.type, e.epoch, e.session_id, e.basket(), e.price, e.quantity)
+             for e in events],
+        )
+
+    def history(self, user_id: str, limit: int | None = None) -> list[Event]:
+        """A user's events, newest first."""
+        sql = "SELECT * FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC"
+        params: tuple[Any, ...] = (user_id,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (int(limit),)
+        return [_row_to_event(r) for r in self.conn().execute(sql, params)]
+
+    def user_items(self, user_id: str) -> list[tuple[str, str, float]]:
+        """(item_id, type, newest ts) for each item and event type of a user, newest first."""
+        rows = self.conn().execute(
+            "SELECT item_id, type, MAX(ts) AS ts FROM events WHERE user_id = ?"
+            " GROUP BY item_id, type ORDER BY ts DESC",
+            (user_id,),
+        )
+        return [(r["item_id"], r["type"], r["ts"]) for r in rows]
+
+    def has_user(self, user_id: str) -> bool:
+        return self.conn().execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is not None
+
+    @staticmethod
+    def delete_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
+        """Delete a user's events and profile; the items they touched (to recount)."""
+        items = [r[0] for r in conn.execute("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))]
+        conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+        return items
+
+    def scan(self, columns: str = "user_id, item_id, type, basket, ts, quantity") -> Iterator[sqlite3.Row]:
+        """All events in insertion order — what in-memory models are rebuilt from."""
+        # A dedicated connection: a long read must not hold this thread's connection mid-read
+        # while the same thread writes.
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield from conn.execute(f"SELECT {columns} FROM events ORDER BY id")
+        finally:
+            conn.close()
+
+    def item_categories(self) -> dict[str, str | None]:
+        return {r[0]: r[1] for r in self.conn().execute("SELECT item_id, category FROM items")}
+
+    # --- meta ------------------------------------------------------------------------------
+    def clock(self) -> float | None:
+        """Newest event time seen (epoch seconds): the engine's "now"."""
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
+        return float(row[0]) if row else None
+
+    @staticmethod
+    def advance_clock(conn: sqlite3.Connection, ts: float) -> None:
+        conn.execute(
+            "INSERT INTO meta VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(MAX(CAST(value AS REAL), CAST(excluded.value AS REAL)) AS TEXT)",
+            (repr(float(ts)),),
+        )
+
+    @staticmethod
+    def reset_clock(conn: sqlite3.Connection) -> None:
+        """Clock = newest remaining event (after a forget), so no trace of it is left."""
+        newest = conn.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+        if newest is None:
+            conn.execute("DELETE FROM meta WHERE key = 'clock'")
+        else:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'clock'", (repr(float(newest)),))
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file and truncate it (deleted rows leave the WAL too)."""
+        with self._write_lock:
+            self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def counts(self) -> dict[str, Any]:
+        conn = self.conn()
+        by_type = {r[0]: r[1] for r in conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type")}
+        users = conn.execute("SELECT COUNT(DISTINCT user_id) FROM events").fetchone()[0]
+        items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        profiles = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+        return {
+            "events": sum(by_type.values()),
+            "events_by_type": by_type,
+            "users": users,
+            "items_with_events": items,
+            "profiles": profiles,
+        }

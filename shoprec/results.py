@@ -1,0 +1,29 @@
+"""The one result type every recommender, the CLI and the HTTP API hand out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Recommendation(BaseModel):
+    id: str
+    score: float
+    title: str
+    category: str | None = None
+    price: float | None = None
+    image_url: str | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_payload(cls, item_id: str, score: float, payload: dict[str, Any], reason: str = "") -> "Recommendation":
+        return cls(
+            id=item_id,
+            score=float(score),
+            title=payload.get("title", item_id),
+            category=payload.get("category"),
+            price=payload.get("price"),
+            image_url=f"/images/{item_id}" if payload.get("image") else None,
+            reason=reason,
+        )

@@ -1,0 +1,142 @@
+"""The one object the CLI and the HTTP app call; neither holds recommender logic.
+
+``Shoprec`` wires settings -> store -> embedder -> indexer and recommend engine, lazily, so a
+query command never loads an encoder it does not need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from shoprec.catalog import Product
+from shoprec.config import Settings
+from shoprec.images import ImageLimits, decode_image
+from shoprec.indexing.embedder import ProductEmbedder
+from shoprec.indexing.factory import open_store
+from shoprec.indexing.indexer import Indexer
+from shoprec.indexing.report import IndexReport
+from shoprec.indexing.store import ItemFilter, VectorStore
+from shoprec.recommend.engine import RecommendEngine, UnknownItem
+from shoprec.results import Recommendation
+from shoprec.search import rrf_fuse
+
+__all__ = ["Shoprec", "UnknownItem"]
+
+
+class Shoprec:
+    def __init__(self, settings: Settings | None = None, store: VectorStore | None = None) -> None:
+        self.settings = settings or Settings()
+        self._store = store
+
+    # ------------------------------------------------------------------ wiring
+    @cached_property
+    def store(self) -> VectorStore:
+        return self._store if self._store is not None else open_store(self.settings)
+
+    @cached_property
+    def embedder(self) -> ProductEmbedder:
+        return ProductEmbedder(self.settings)
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        return Indexer(self.store, self.embedder, self.settings)
+
+    @cached_property
+    def engine(self) -> RecommendEngine:
+        return RecommendEngine(self.store, self.settings)
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return self.indexer.limits
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.close()
+        if "store" in self.__dict__:
+            self.store.close()
+
+    # ------------------------------------------------------------------ catalog
+    def index_catalog(self, path: Path, delete_missing: bool = False, progress: bool = True) -> IndexReport:
+        return self.indexer.index_catalog(path, delete_missing=delete_missing, progress=progress)
+
+    def upsert_items(self, products: Sequence[Product], base_dir: Path | None = None) -> IndexReport:
+        return self.indexer.upsert_products(products, base_dir or Path.cwd())
+
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        return self.indexer.delete(item_ids)
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        found = self.store.retrieve([item_id])
+        return found[0].payload if found else None
+
+    def image_path(self, item_id: str) -> Path | None:
+        payload = self.get_item(item_id)
+        if not payload or not payload.get("image_path"):
+            return None
+        path = Path(payload["image_path"])
+        return path if path.is_file() else None
+
+    def count(self) -> int:
+        return self.store.count()
+
+    # ------------------------------------------------------------------ search
+    def search(self, text: str | None = None, image: Image.Image | bytes | None = None, k: int = 10,
+               flt: ItemFilter | None = None) -> list[Recommendation]:
+        """Text (dense + lexical) and/or image (visual + joint) search, fused by rank."""
+        if not text and image is None:
+            raise ValueError("give a text query, an image, or both")
+        lists = []
+        depth = max(k * 3, 30)
+        if text:
+            dense, joint, lexical = self.embedder.query_text(text)
+            lists.append(self.store.search("text", dense, depth, flt))
+            if joint is not None:
+                lists.append(self.store.search("joint", joint, depth, flt))
+            if lexical.indices:
+                lists.append(self.store.search_sparse(lexical, depth, flt))
+        if image is not None:
+            if isinstance(image, bytes):
+                image = decode_image(image, self.image_limits)
+            visual, joint = self.embedder.query_image(image)
+            lists.append(self.store.search("image", visual, depth, flt))
+            if joint is not None:
+                lists.append(self.store.search("joint", joint, depth, flt))
+        fused = rrf_fuse(lists, k)
+        reason = "matches your search" if text else "looks like your photo"
+        return [Recommendation.from_payload(h.item_id, h.score, h.payload, reason) for h in fused]
+
+    # ------------------------------------------------------------------ recommend
+    def similar(self, item_id: str, k: int = 10, modality: str = "joint", flt: ItemFilter | None = None,
+                mmr: float | None = None) -> list[Recommendation]:
+        return self.engine.similar(item_id, k=k, modality=modality, flt=flt, mmr=mmr)
+
+    def complementary(self, item_ids: Sequence[str], k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
+        return self.engine.complementary(list(item_ids), k=k, flt=flt)
+
+    def recommend(self, user_id: str, k: int = 10, context_item: str | None = None, exclude_purchased: bool = True,
+                  flt: ItemFilter | None = None) -> list[Recommendation]:
+        return self.engine.recommend_user(user_id, k=k, context_item=context_item,
+                                          exclude_purchased=exclude_purchased, flt=flt)
+
+    def ingest_events(self, events: Iterable[Any]):
+        return self.engine.ingest(events)
+
+    def ingest_events_file(self, path: Path):
+        return self.engine.ingest_file(path)
+
+    def forget_user(self, user_id: str) -> bool:
+        return self.engine.forget_user(user_id)
+
+    def history(self, user_id: str):
+        return self.engine.history(user_id)
+
+    def stats(self) -> dict[str, Any]:
+        stats = {"items": self.store.count()}
+        stats.update(self.engine.stats())
+        return stats
+

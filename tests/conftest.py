@@ -1,0 +1,41 @@
+"""Shared fixtures: a generated bilingual demo shop, indexed once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HM_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"
+
+
+@pytest.fixture(scope="session")
+def demo_shop(tmp_path_factory) -> tuple[Path, Path]:
+    from shoprec.demo_data import build_demo_catalog
+
+    return build_demo_catalog(tmp_path_factory.mktemp("demo-shop"))
+
+
+@pytest.fixture(scope="session")
+def indexed_demo(demo_shop, tmp_path_factory):
+    """A Shoprec service over the demo shop with its events ingested (shared, read-mostly)."""
+    from shoprec.config import Settings
+    from shoprec.service import Shoprec
+
+    catalog, events = demo_shop
+    service = Shoprec(Settings(store=tmp_path_factory.mktemp("demo-store")))
+    report = service.index_catalog(catalog, progress=False)
+    assert report.indexed == 48 and not report.row_errors
+    service.ingest_events_file(events)
+    yield service
+    service.close()
+
+
+def hm_catalog() -> Path:
+    path = HM_DIR / "catalog.jsonl"
+    if not path.is_file():
+        pytest.skip(f"H&M sample data not found at {path} (see ../shared/data/README.md)")
+    return path

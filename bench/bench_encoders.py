@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-encoder", default="efficientnet-lite0")
     parser.add_argument("--fit", choices=("pad", "crop"), default=None,
                         help="override how images are squared (default: the encoder's config)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=512, help="head hidden width; 0 = linear heads")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=0, help="head hidden width; 0 = linear heads")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="items per upsert() call")
     ap.add_argument("--path", type=Path, default=None, help="store folder (default: a temp dir, removed)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hnsw-ef", default="", help="extra comma-separated hnsw_ef values to time after optimize")
     ap.add_argument("--data", choices=("random", "clustered"), default="random",
                     help="uniform random unit vectors, or 200 clusters (more like real embeddings)")
     args = ap.parse_args()
@@ -138,6 +139,10 @@ def main() -> None:
         store.optimize()
         optimize_s = time.perf_counter() - t0
         measure("edge, after optimize")
+        for ef in [int(e) for e in args.hnsw_ef.split(",") if e.strip()]:
+            store.hnsw_ef = ef
+            measure(f"edge, HNSW ef={ef}")
+        store.hnsw_ef = None
         table.append(("numpy brute force", np50, np99, 1.0, 1.0))
         table.append(("numpy brute force +filter", npf50, npf99, 1.0, 1.0))
     finally:

@@ -204,6 +204,19 @@ def test_delete(store: VectorStore) -> None:
     assert store.count() == N - 2
 
 
+def test_update_vectors_and_set_payload_keep_everything_else(store: VectorStore) -> None:
+    store.update_vectors([(iid(4), {"joint": VECS["joint"][20]}), (iid(6), {"joint": VECS["joint"][21]})])
+    store.set_payload([iid(4), iid(6)], {"joint_version": "v2"})
+    hit = store.retrieve([iid(4)], with_vectors=True)[0]
+    np.testing.assert_allclose(hit.vectors["joint"], unit(VECS["joint"][20]), atol=1e-5)
+    np.testing.assert_allclose(hit.vectors["text"], unit(VECS["text"][4]), atol=1e-5)  # untouched
+    assert hit.payload["joint_version"] == "v2" and hit.payload["title"] == "item 4"
+    assert store.search("joint", VECS["joint"][21], k=1)[0].item_id == iid(6)
+    assert iid(4) in ids(store.search_sparse(SparseVec([1004], [1.0]), k=3))  # sparse vector kept
+    with pytest.raises(ValueError, match="p04"):
+        store.update_vectors([(iid(4), {"joint": np.ones(3, np.float32)})])
+
+
 def test_count(store: VectorStore) -> None:
     assert store.count() == N
     assert store.count(ItemFilter(categories=["hats"])) == len([i for i in range(N) if i % 3 == 2])
@@ -279,6 +292,32 @@ def test_edge_persists_across_close_and_reopen(tmp_path: Path) -> None:
     other.ensure_collection({"text": 4})
     assert other.count() == 0
     other.close()
+
+
+def test_edge_folder_is_locked_while_open(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure_collection({"text": 4})
+    with pytest.raises(RuntimeError, match="already open"):
+        EdgeStore(tmp_path)
+    store.close()
+    EdgeStore(tmp_path).close()
+
+
+def test_edge_recovers_a_shard_whose_metadata_was_never_written(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure_collection(DIMS)
+    store.upsert([make_point(i) for i in range(5)])
+    store.close()
+    (tmp_path / "products.json").unlink()  # as if the process died right after creating the shard
+    lost = EdgeStore(tmp_path)
+    with pytest.raises(ValueError, match="does not match"):
+        lost.ensure_collection({**DIMS, "joint": 32})
+    lost.ensure_collection(DIMS)
+    assert lost.count() == 5
+    lost.close()
+    reopened = EdgeStore(tmp_path)  # the json is back
+    assert reopened.count() == 5
+    reopened.close()
 
 
 def test_edge_writes_survive_a_crash(tmp_path: Path) -> None:

@@ -59,7 +59,10 @@ class SentenceTransformerTextEncoder:
             else:
                 os.environ["HF_HUB_OFFLINE"] = previous
         self.name = name
-        dim = self._model.get_sentence_embedding_dimension()
+        # Renamed in sentence-transformers 5; ask for whichever this version has.
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or \
+            self._model.get_sentence_embedding_dimension
+        dim = get_dim()
         if dim is None:
             raise EncoderUnavailable(f"text encoder {name!r}: model at {model_dir} reports no embedding size")
         self.dim = int(dim)

@@ -77,10 +77,12 @@ class EdgeStore:
     scroll_batch: int = 256
 
     def __init__(self, path: Path, collection: str = "products", *,
-                 indexing_threshold_kb: int | None = None) -> None:
+                 indexing_threshold_kb: int | None = None, hnsw_ef: int | None = None) -> None:
         """Open ``path/collection`` if it was created before; otherwise wait for
         ``ensure_collection``. ``indexing_threshold_kb`` (used only when the shard is created)
-        lowers the segment size above which ``optimize()`` builds HNSW."""
+        lowers the segment size above which ``optimize()`` builds HNSW. ``hnsw_ef`` (None: Edge's
+        default) trades HNSW query time for recall; it is read per query."""
+        self.hnsw_ef = hnsw_ef
         self.path = Path(path)
         self.collection = collection
         self._dir = self.path / collection
@@ -93,7 +95,7 @@ class EdgeStore:
             self._dims = self._read_meta()
             if not self._has_segments():
                 raise RuntimeError(f"{self._meta} exists but the shard folder {self._dir} is missing or empty")
-            self._shard = qe.EdgeShard.load(str(self._dir))
+            self._shard = self._open(None)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -108,6 +110,19 @@ class EdgeStore:
         tmp = self._meta.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"dense_dims": dims, "sparse": [SPARSE_VECTOR]}, indent=1), encoding="utf-8")
         os.replace(tmp, self._meta)
+
+    def _open(self, config: qe.EdgeConfig | None) -> qe.EdgeShard:
+        """Load the shard, turning Edge's WAL-lock error into one that says what happened."""
+        try:
+            return qe.EdgeShard.load(str(self._dir), config)
+        except Exception as err:  # Edge raises a bare Exception
+            if "WouldBlock" in str(err):
+                raise RuntimeError(f"store {self._dir} is already open (another EdgeStore or process "
+                                   "holds its WAL lock); close that one first") from err
+            if config is not None and "incompatible" in str(err):
+                raise ValueError(f"existing shard {self._dir} does not match dims {dict((n, v.size) for n, v in config.vectors.items())}: {err}"
+                                 ) from err
+            raise
 
     def _has_segments(self) -> bool:
         return self._dir.is_dir() and any(self._dir.iterdir())
@@ -134,10 +149,7 @@ class EdgeStore:
             if self._has_segments():
                 # Created earlier but the metadata write never happened (crash): Edge itself
                 # checks the config against the segments.
-                try:
-                    shard = qe.EdgeShard.load(str(self._dir), self._config(want))
-                except Exception as err:  # Edge raises a bare Exception
-                    raise ValueError(f"existing shard {self._dir} does not match dims {want}: {err}") from err
+                shard = self._open(self._config(want))
             else:
                 shard = qe.EdgeShard.create(str(self._dir), self._config(want))
             for field_name, schema in _INDEXES.items():
@@ -183,6 +195,25 @@ class EdgeStore:
             for start in range(0, len(points), _UPSERT_CHUNK):
                 chunk = [self._to_point(p, dims) for p in points[start:start + _UPSERT_CHUNK]]
                 shard.update(qe.UpdateOperation.upsert_points(chunk))
+            shard.flush()
+
+    def update_vectors(self, updates: Sequence[tuple[str, dict[str, np.ndarray]]]) -> None:
+        if not updates:
+            return
+        with self._write:
+            shard = self._ready()
+            dims = self._dims or {}
+            ops = [qe.PointVectors(point_id(item_id), check_point_vectors(ItemPoint(item_id, vectors, {}), dims))
+                   for item_id, vectors in updates]
+            shard.update(qe.UpdateOperation.update_vectors(ops))
+            shard.flush()
+
+    def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if not item_ids:
+            return
+        with self._write:
+            shard = self._ready()
+            shard.update(qe.UpdateOperation.set_payload([point_id(i) for i in item_ids], payload))
             shard.flush()
 
     def delete(self, item_ids: Sequence[str]) -> None:
@@ -235,8 +266,9 @@ class EdgeStore:
         else:
             query = qe.Query.Nearest(q, using=vector_name)
         names = self._vector_names(with_vectors)
-        res = shard.query(qe.QueryRequest(limit=int(k), query=query, filter=edge_filter(flt),
-                                                  with_payload=True, with_vector=names or False))
+        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
+        res = shard.query(qe.QueryRequest(limit=int(k), query=query, filter=edge_filter(flt), params=params,
+                                          with_payload=True, with_vector=names or False))
         return [self._hit(r, names) for r in res]
 
     def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]:

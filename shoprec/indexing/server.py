@@ -141,6 +141,22 @@ class ServerStore:
             chunk = [self._to_point(p, dims) for p in points[start:start + _UPSERT_CHUNK]]
             self.client.upsert(self.collection, points=chunk, wait=True)
 
+    def update_vectors(self, updates: Sequence[tuple[str, dict[str, np.ndarray]]]) -> None:
+        if not updates:
+            return
+        dims = self._ready()
+        points = [models.PointVectors(id=point_id(item_id),
+                                      vector=check_point_vectors(ItemPoint(item_id, vectors, {}), dims))
+                  for item_id, vectors in updates]
+        for start in range(0, len(points), _UPSERT_CHUNK):
+            self.client.update_vectors(self.collection, points=points[start:start + _UPSERT_CHUNK], wait=True)
+
+    def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if not item_ids:
+            return
+        self._ready()
+        self.client.set_payload(self.collection, payload=payload, points=[point_id(i) for i in item_ids], wait=True)
+
     def delete(self, item_ids: Sequence[str]) -> None:
         if not item_ids:
             return

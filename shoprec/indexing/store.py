@@ -85,6 +85,13 @@ class VectorStore(Protocol):
 
     def delete(self, item_ids: Sequence[str]) -> None: ...
 
+    def update_vectors(self, updates: Sequence[tuple[str, dict[str, np.ndarray]]]) -> None:
+        """Replace some named dense vectors of existing items, keeping the others and the payload
+        (how the joint space is refreshed without re-encoding or re-sending the sparse vector)."""
+
+    def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Merge ``payload`` into the payload of existing items."""
+
     def retrieve(self, item_ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         """Found items in the order asked (missing ids are skipped); score is 0."""
 

@@ -88,15 +88,19 @@ class EventStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.RLock()
-        with self._write_lock:
-            self.conn().executescript(_SCHEMA)
-        with self.transaction() as conn:
-            found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if found is None:
-                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has events schema {found[0]}, this shoprec reads {SCHEMA_VERSION}")
+        try:
+            with self._write_lock:
+                self.conn().executescript(_SCHEMA)
+            with self.transaction() as conn:
+                found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if found is None:
+                    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                elif int(found[0]) != SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"{self.path} has events schema {found[0]}, this shoprec reads {SCHEMA_VERSION}")
+        except BaseException:
+            self.close()
+            raise
 
     # --- connections -----------------------------------------------------------------------
     def conn(self) -> sqlite3.Connection:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .event_store import EventStore
+from .rerank import unit
 
 _DAY = 86400.0
 
@@ -55,20 +55,13 @@ class Profile:
 
     def query_vector(self, now: float, session_weight: float, session_timeout_s: float) -> np.ndarray | None:
         """Unit vector to search with, or None when there is no positive signal."""
-        long = _unit(self.long)
+        long = unit(self.long)
         if long is None:
             return None
-        short = _unit(self.session_vec) if now - self.session_ref <= session_timeout_s else None
+        short = unit(self.session_vec) if now - self.session_ref <= session_timeout_s else None
         if short is None or session_weight <= 0:
             return long
-        return _unit((1.0 - session_weight) * long + session_weight * short)
-
-
-def _unit(v: np.ndarray | None) -> np.ndarray | None:
-    if v is None:
-        return None
-    n = float(np.linalg.norm(v))
-    return v / n if n > 1e-12 else None
+        return unit((1.0 - session_weight) * long + session_weight * short)
 
 
 def _blob(v: np.ndarray | None) -> bytes | None:
@@ -129,9 +122,3 @@ class ProfileBook:
             [(u, self.vector_name, _blob(p.long), p.long_ref, p.session, _blob(p.session_vec), p.session_ref)
              for u, p in touched.items()],
         )
-
-    def describe(self, user_id: str) -> dict[str, Any]:
-        prof = self.get(user_id)
-        if prof is None:
-            return {"has_profile": False}
-        return {"has_profile": prof.long is not None, "session": prof.session, "updated": prof.long_ref}

@@ -24,17 +24,21 @@ def product_code(payload: dict[str, Any]) -> str | None:
     return str(code) if code else None
 
 
-def is_new(payload: dict[str, Any], now: float, days: float) -> bool:
+def created(payload: dict[str, Any]) -> float | None:
+    """``created_at`` as epoch seconds (naive = UTC), None if absent or unreadable."""
     raw = payload.get("created_at")
     if not raw:
-        return False
+        return None
     try:
-        created = datetime.fromisoformat(str(raw))
+        when = datetime.fromisoformat(str(raw))
     except ValueError:
-        return False
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
-    return now - created.timestamp() <= days * 86400.0
+        return None
+    return (when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when).timestamp()
+
+
+def is_new(payload: dict[str, Any], now: float, days: float) -> bool:
+    when = created(payload)
+    return when is not None and now - when <= days * 86400.0
 
 
 def strongest(types: set[str]) -> str:

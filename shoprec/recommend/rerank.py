@@ -12,6 +12,15 @@ from collections.abc import Mapping
 import numpy as np
 
 
+def unit(v: np.ndarray | None) -> np.ndarray | None:
+    """``v`` scaled to length 1 (float64), or None for a missing or zero vector."""
+    if v is None:
+        return None
+    v = np.asarray(v, dtype=np.float64)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 else None
+
+
 def minmax(x: np.ndarray) -> np.ndarray:
     """[0, 1] over the candidates; non-finite values count as the minimum. A signal that does
     not vary carries no ranking information: 1 if it is positive everywhere, else 0."""
@@ -38,13 +47,14 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float) ->
     ``(1 - diversity) * relevance - diversity * max cosine to those already chosen``.
 
     ``diversity`` 0 is plain ranking by relevance; 1 picks the most mutually different items.
-    Relevance is min-max normalised so it is on the cosine's scale.
+    Relevance should be on the cosine's scale (a cosine, or a blend scaled into [0, 1]) so the
+    two terms trade fairly; it is not re-normalised here, which would zero the last candidate.
     """
     n = len(relevance)
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    rel = minmax(relevance)
+    rel = np.asarray(relevance, dtype=np.float64)
     if diversity <= 0:
         return np.argsort(-rel, kind="stable")[:k]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -248,6 +248,41 @@ def demo(
         service.close()
 
 
+@app.command(name="eval")
+def evaluate_command(
+    catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("../shared/data/hm/catalog.jsonl"),
+    events_file: Annotated[Path, typer.Option("--events", help="Events file (purchases are scored).")] = Path("../shared/data/hm/events.jsonl"),
+    split: Annotated[str, typer.Option(help="time:YYYY-MM-DD (train before, test from) or leave-last.")] = "time:2020-06-01",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs.")] = "10,20,50",
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines to run beside shoprec.")] = "popularity,recent-popularity,item-knn,als,lightfm,content-knn,ncf",
+    features: Annotated[str, typer.Option(help="Content features for hybrid baselines: shoprec | stand-in | none.")] = "shoprec",
+    out: Annotated[Path, typer.Option(help="Report folder (report.md, results.json, plots).")] = Path("reports/eval"),
+    seed: int = 0,
+    store: StoreOpt = None,
+) -> None:
+    """Offline evaluation of shoprec against baselines, with a report and plots."""
+    from shoprec.evaluation.run import EvalOptions, run_evaluation
+
+    if features not in ("shoprec", "stand-in", "none"):
+        _fail(f"--features must be shoprec, stand-in or none, not {features!r}")
+    try:
+        ks = tuple(int(x) for x in k.split(",") if x.strip())
+    except ValueError:
+        _fail(f"--k must be comma-separated integers, not {k!r}")
+    for path in (catalog, events_file):
+        if not path.is_file():
+            _fail(f"file not found: {path}")
+    options = EvalOptions(catalog=catalog, events=events_file, out=out, split=split, ks=ks,
+                          baselines=[b.strip() for b in baselines.split(",") if b.strip()],
+                          features=features, seed=seed)
+    settings = Settings(store=store) if store else Settings()
+    try:
+        report, _ = run_evaluation(options, settings)
+    except (ValueError, KeyError) as err:
+        _fail(str(err))
+    console.print(f"report: {report}")
+
+
 def _serve_app(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 

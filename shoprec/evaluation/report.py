@@ -160,6 +160,16 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
         ])
     lines += _table(header, rows) + [""]
 
+    similar = results.get("similar_items")
+    if similar:
+        lines += [f"## Similar items (top-{similar['k']}, {similar['queries']} random query items)", ""]
+        rows = [[m, _fmt(similar[m]["same_category_at_k"]), _fmt(similar[m]["variant_recall_at_k"]),
+                 str(similar[m]["queries_with_variants"])]
+                for m in ("text", "image", "joint") if m in similar]
+        rows.append(["chance", _fmt(similar["same_category_chance"]), "", ""])
+        lines += _table(["vector", "same category", "same-product variants recall", "queries with variants"], rows)
+        lines.append("")
+
     lines += ["## Run time (seconds)", ""]
     rows = [[name, _fmt(res["seconds"]["fit"]), _fmt(res["seconds"]["evaluate"])] for name, res in methods.items()]
     lines += _table(["method", "fit", "evaluate"], rows) + [""]

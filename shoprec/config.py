@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     read_key: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_batch_items: int = Field(1000, description="Most items or events one POST /items or /events may carry "
+                                 "(each batch is encoded inside the request).")
+    image_root: Path | None = Field(
+        None, description="Folder that relative image paths in POST /items resolve against "
+        "[default: STORE/images]; absolute paths are refused over HTTP.")
 
     @property
     def event_weights(self) -> dict[str, float]:

@@ -58,7 +58,7 @@ def test_use_empty_input_and_single_string_rejected(use: TextEncoder) -> None:
 def test_use_is_deterministic_and_batch_independent(use: TextEncoder) -> None:
     texts = [f"product number {i}" for i in range(7)]
     whole = use.encode(texts, batch_size=32)
-    chunked = use.encode(texts, batch_size=3)
+    chunked = use.encode(texts, batch_size=3, show_progress_bar=True)
     np.testing.assert_allclose(whole, chunked, atol=1e-5)
     np.testing.assert_array_equal(whole, use.encode(texts, batch_size=32))
 

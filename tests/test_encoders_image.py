@@ -159,6 +159,13 @@ def test_open_clip_unknown_tag_or_missing_file(tmp_path) -> None:
         build_text_encoder(f"open_clip:ViT-B-32:{tmp_path / 'missing.pt'}")
 
 
+def test_open_clip_checkpoint_of_another_architecture(tiny_clip, tmp_path) -> None:
+    bogus = tmp_path / "other.pt"
+    torch.save({"not": torch.zeros(2)}, bogus)
+    with pytest.raises(EncoderUnavailable, match="could not build"):
+        build_image_encoder(f"open_clip:shoprec-tiny-clip:{bogus}")
+
+
 def test_open_clip_bad_names() -> None:
     with pytest.raises(UnknownEncoderError, match="unknown open_clip architecture"):
         build_image_encoder("open_clip:No-Such-Arch:/x.pt")

@@ -9,7 +9,7 @@ CLIP tower, by changing a name in the settings and nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -99,8 +99,8 @@ def encode_in_batches(
 
     Shared by every encoder so empty input, batching and normalisation behave identically.
     """
-    if isinstance(items, (str, bytes)):
-        raise TypeError("encode() takes a sequence of inputs, not a single string")
+    if isinstance(items, (str, bytes, Image.Image)):
+        raise TypeError(f"encode() takes a sequence of inputs, not a single {type(items).__name__}")
     if len(items) == 0:
         return empty(dim)
     parts = [np.asarray(encode_batch(chunk), dtype=np.float32)
@@ -111,7 +111,7 @@ def encode_in_batches(
     return out
 
 
-def require(module: str, package: str, purpose: str) -> object:
+def require(module: str, package: str, purpose: str) -> Any:
     """Import ``module`` or raise ``EncoderUnavailable`` naming the pip package to install."""
     import importlib
 

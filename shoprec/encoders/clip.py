@@ -96,7 +96,11 @@ def load_open_clip(arch: str, checkpoint: str) -> OpenClipModel:
         )
     pretrained = _resolve_pretrained(open_clip, spec)
     limit_torch_threads()
-    model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device="cpu")
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device="cpu")
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        # e.g. a checkpoint of another architecture, or an HF text tower that needs the hub.
+        raise EncoderUnavailable(f"open_clip could not build {arch!r} from {pretrained!r}: {err}") from err
     model.eval()
     try:
         tokenizer = open_clip.get_tokenizer(arch)

@@ -21,7 +21,7 @@ from shoprec.evaluation.interactions import read_events
 from shoprec.evaluation.registry import build_methods
 from shoprec.evaluation.report import write_report
 from shoprec.evaluation.runner import evaluate
-from shoprec.evaluation.shoprec_method import ShoprecMethod
+from shoprec.evaluation.shoprec_method import ShoprecMethod, ShoprecNCFRerank
 from shoprec.evaluation.similar import similar_quality
 from shoprec.evaluation.split import leave_last_split, time_split
 
@@ -40,6 +40,7 @@ class EvalOptions:
     seed: int = 0
     progress: bool = True
     similar_sample: int = 500
+    ncf_rerank: bool = True
 
 
 def _split(events, spec: str):
@@ -78,11 +79,14 @@ def run_evaluation(options: EvalOptions, settings: Settings) -> tuple[Path, dict
 
     methods, unavailable = build_methods(list(options.baselines), seed=options.seed,
                                          have_features=item_features is not None)
-    shoprec_method = ShoprecMethod(service.store, settings)
-    methods = {"shoprec": shoprec_method, **methods}
+    ours = {"shoprec": ShoprecMethod(service.store, settings)}
+    if options.ncf_rerank:
+        ours["shoprec+ncf-rerank"] = ShoprecNCFRerank(service.store, settings, seed=options.seed)
+    methods = {**ours, **methods}
     results = evaluate(methods, chosen.train, chosen.test, catalog_ids, ks=options.ks,
                        item_features=item_features, progress=options.progress, unavailable=unavailable)
-    shoprec_method.close()
+    for method in ours.values():
+        method.close()
     results["similar_items"] = similar_quality(service.store, sample=options.similar_sample, seed=options.seed)
     elapsed = time.perf_counter() - started
     results["run"] = {"split": chosen.name, "seed": options.seed, "features": options.features,

@@ -11,9 +11,12 @@ import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from shoprec.config import Settings
 from shoprec.evaluation.interactions import Interaction
 from shoprec.evaluation.method import ItemFeatures, Scored
+from shoprec.evaluation.ncf import NCF
 from shoprec.indexing.store import ItemFilter, VectorStore
 from shoprec.recommend.engine import RecommendEngine
 from shoprec.recommend.events import Event
@@ -55,3 +58,29 @@ class ShoprecMethod:
         if self.engine is not None:
             self.engine.close()
         self._tmp.cleanup()
+
+
+class ShoprecNCFRerank(ShoprecMethod):
+    """shoprec's candidates reranked by the NCF model (with content features): the "seed's
+    neural model" as a reranker, kept out of the default path unless it wins on NDCG@10."""
+
+    def __init__(self, store: VectorStore, settings: Settings, candidates: int = 100, seed: int = 0) -> None:
+        super().__init__(store, settings)
+        self.candidates = candidates
+        self.ncf = NCF(seed=seed)
+
+    def fit(self, train: Sequence[Interaction], item_ids: Sequence[str],
+            item_features: ItemFeatures | None = None) -> None:
+        super().fit(train, item_ids, item_features)
+        self.ncf.fit(train, item_ids, item_features)
+
+    def recommend(self, user_id: str, k: int, exclude: Collection[str] = frozenset()) -> Scored:
+        pool = super().recommend(user_id, max(k, self.candidates), exclude)
+        if not pool:
+            return []
+        scores = self.ncf.score(user_id, [item for item, _ in pool])
+        if np.all(np.isnan(scores)):
+            return pool[:k]  # a user NCF never saw: keep shoprec's order
+        # Unscoreable candidates sink below scored ones but keep shoprec's order among themselves.
+        order = sorted(range(len(pool)), key=lambda i: (np.isnan(scores[i]), -np.nan_to_num(scores[i]), i))
+        return [(pool[i][0], float(np.nan_to_num(scores[i], nan=-1e9))) for i in order[:k]]

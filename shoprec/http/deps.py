@@ -1,0 +1,41 @@
+"""Parameters several routes share: the service, ``k`` and the business filters.
+
+Declared once so every endpoint validates them the same way (and OpenAPI documents them once).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query, Request
+
+from shoprec.http.errors import ApiError
+from shoprec.http.metrics import HttpMetrics
+from shoprec.indexing.store import ItemFilter
+from shoprec.service import Shoprec
+
+#: Same ceiling as the CLI's --k.
+MAX_K = 1000
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")]
+
+
+def service(request: Request) -> Shoprec:
+    return request.app.state.service
+
+
+def metrics(request: Request) -> HttpMetrics:
+    return request.app.state.metrics
+
+
+def item_filter(
+    category: Annotated[list[str] | None, Query(description="Only these categories (repeatable).")] = None,
+    min_price: Annotated[float | None, Query(ge=0)] = None,
+    max_price: Annotated[float | None, Query(ge=0)] = None,
+    in_stock: Annotated[bool | None, Query(description="true: only items in stock.")] = None,
+) -> ItemFilter | None:
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise ApiError(422, f"min_price {min_price:g} is above max_price {max_price:g}", field="min_price",
+                       location="query")
+    flt = ItemFilter(categories=category or None, min_price=min_price, max_price=max_price, in_stock=in_stock)
+    return None if flt.is_empty() else flt

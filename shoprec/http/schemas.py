@@ -1,0 +1,102 @@
+"""JSON shapes of the API's answers (request bodies are the catalog and event formats)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shoprec.catalog import Product
+from shoprec.recommend.events import Event
+from shoprec.results import Recommendation
+
+#: Catalog fields returned by GET /items/{id}; indexer bookkeeping (hashes, server paths) stays in.
+PUBLIC_ITEM_FIELDS = tuple(Product.model_fields)
+
+
+class Results(BaseModel):
+    """Ranked products; every one carries id, score, title, category, price, image_url and reason."""
+
+    results: list[Recommendation]
+
+
+class BatchError(BaseModel):
+    """One rejected entry of a batch: its 0-based position in the posted array and the field."""
+
+    index: int
+    id: str | None = Field(None, description="The entry's item id (or the event's item_id), if readable.")
+    field: str | None = None
+    message: str
+
+
+class ItemsReport(BaseModel):
+    indexed: int = Field(description="Items encoded and written now (new or changed).")
+    unchanged: int = Field(description="Items identical to what is stored (skipped).")
+    rejected: list[BatchError] = Field(description="Entries not indexed, with position and field.")
+    image_errors: list[BatchError] = Field(description="Items indexed without their photo, and why.")
+
+
+class EventsReport(BaseModel):
+    ingested: int
+    errors: list[BatchError]
+
+
+class CartRequest(BaseModel):
+    item_ids: list[str] = Field(min_length=1, max_length=100, description="Items in the cart.")
+
+
+class HistoryEntry(BaseModel):
+    item_id: str
+    type: str
+    ts: datetime
+    session_id: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    title: str | None = Field(None, description="The item's title, None if it left the catalog.")
+    image_url: str | None = None
+
+    @classmethod
+    def of(cls, event: Event, payload: dict[str, Any] | None) -> "HistoryEntry":
+        payload = payload or {}
+        return cls(item_id=event.item_id, type=event.type, ts=event.ts, session_id=event.session_id,
+                   price=event.price, quantity=event.quantity, title=payload.get("title"),
+                   image_url=image_url(event.item_id, payload))
+
+
+class History(BaseModel):
+    user_id: str
+    events: list[HistoryEntry] = Field(description="Newest first.")
+
+
+class Forgotten(BaseModel):
+    user_id: str
+    events_removed: int
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class Health(BaseModel):
+    status: str
+    items: int | None = None
+    detail: str | None = None
+
+
+def image_url(item_id: str, payload: dict[str, Any]) -> str | None:
+    """Same rule as ``Recommendation.from_payload``: a product with a photo has /images/{id}."""
+    return f"/images/{item_id}" if payload.get("image") else None
+
+
+def public_item(item_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload as the catalog format (plus image_url), without indexer bookkeeping."""
+    item: dict[str, Any] = {"id": item_id}
+    for name in PUBLIC_ITEM_FIELDS:
+        if name != "id" and name in payload:
+            item[name] = payload[name]
+    if "in_stock" in item:
+        item["in_stock"] = bool(item["in_stock"])  # stored as 0/1 (Edge cannot match booleans)
+    item["image_url"] = image_url(item_id, payload)
+    return item

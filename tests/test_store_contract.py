@@ -205,13 +205,14 @@ def test_delete(store: VectorStore) -> None:
 
 
 def test_update_vectors_and_set_payload_keep_everything_else(store: VectorStore) -> None:
-    store.update_vectors([(iid(4), {"joint": VECS["joint"][20]}), (iid(6), {"joint": VECS["joint"][21]})])
+    fresh = np.random.default_rng(99).normal(size=(2, DIMS["joint"])).astype(np.float32)  # unlike any stored
+    store.update_vectors([(iid(4), {"joint": fresh[0]}), (iid(6), {"joint": fresh[1]})])
     store.set_payload([iid(4), iid(6)], {"joint_version": "v2"})
     hit = store.retrieve([iid(4)], with_vectors=True)[0]
-    np.testing.assert_allclose(hit.vectors["joint"], unit(VECS["joint"][20]), atol=1e-5)
+    np.testing.assert_allclose(hit.vectors["joint"], unit(fresh[0]), atol=1e-5)
     np.testing.assert_allclose(hit.vectors["text"], unit(VECS["text"][4]), atol=1e-5)  # untouched
     assert hit.payload["joint_version"] == "v2" and hit.payload["title"] == "item 4"
-    assert store.search("joint", VECS["joint"][21], k=1)[0].item_id == iid(6)
+    assert store.search("joint", fresh[1], k=1)[0].item_id == iid(6)
     assert iid(4) in ids(store.search_sparse(SparseVec([1004], [1.0]), k=3))  # sparse vector kept
     with pytest.raises(ValueError, match="p04"):
         store.update_vectors([(iid(4), {"joint": np.ones(3, np.float32)})])

@@ -1,0 +1,64 @@
+"""Operations and the storefront: health, metrics, product photos and the web page."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+
+from shoprec.http.auth import READ
+from shoprec.http.deps import metrics, service
+from shoprec.http.errors import ApiError
+from shoprec.http.metrics import HttpMetrics
+from shoprec.http.routes.catalog import ItemId
+from shoprec.http.schemas import Health
+from shoprec.images import is_remote
+from shoprec.service import Shoprec
+
+router = APIRouter(tags=["system"])
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health(svc: Shoprec = Depends(service)) -> Response | Health:
+    """Liveness and readiness: 200 with the item count once the store answers, else 503."""
+    try:
+        items = svc.count()
+    except Exception as err:  # noqa: BLE001 - any store failure means "not ready", never a 500
+        return JSONResponse(Health(status="unavailable", detail=str(err)).model_dump(), status_code=503)
+    return Health(status="ok", items=items)
+
+
+@router.get("/metrics", dependencies=READ, response_class=Response)
+def metrics_text(stats: HttpMetrics = Depends(metrics)) -> Response:
+    """Prometheus text format: requests and latency per route, index size, events ingested."""
+    body, content_type = stats.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/images/{item_id}", dependencies=READ, response_class=FileResponse,
+            responses={200: {"content": {"image/*": {}}}, 307: {"description": "Remote photo."}})
+def image(item_id: ItemId, svc: Shoprec = Depends(service)) -> Response:
+    """The product photo: the local file, or a redirect to a remote photo URL."""
+    payload = svc.get_item(item_id)
+    if payload is None:
+        raise ApiError(404, f"unknown item {item_id!r}", field="item_id", location="path")
+    ref = payload.get("image")
+    if isinstance(ref, str) and is_remote(ref):
+        return RedirectResponse(ref, status_code=307)
+    path = svc.image_path(item_id)
+    media_type = mimetypes.guess_type(path.name)[0] if path else None
+    # Only files that look like images are served: the payload path is data, not a licence to
+    # hand out whatever file it names.
+    if path is None or not media_type or not media_type.startswith("image/"):
+        raise ApiError(404, f"item {item_id!r} has no photo", field="item_id", location="path")
+    return FileResponse(path, media_type=media_type,
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/", include_in_schema=False)
+def index_page() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html")

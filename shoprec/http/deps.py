@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
+from fastapi import Path as PathParam
 
+from shoprec.config import Settings
 from shoprec.http.errors import ApiError
 from shoprec.http.metrics import HttpMetrics
 from shoprec.indexing.store import ItemFilter
@@ -18,10 +20,17 @@ from shoprec.service import Shoprec
 MAX_K = 1000
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")]
+ItemId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's item id.")]
+UserId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's user id.")]
 
 
 def service(request: Request) -> Shoprec:
     return request.app.state.service
+
+
+def http_settings(request: Request) -> Settings:
+    """The app's settings: keys and HTTP limits (the service keeps its own for the store)."""
+    return request.app.state.settings
 
 
 def metrics(request: Request) -> HttpMetrics:
@@ -39,3 +48,10 @@ def item_filter(
                        location="query")
     flt = ItemFilter(categories=category or None, min_price=min_price, max_price=max_price, in_stock=in_stock)
     return None if flt.is_empty() else flt
+
+
+#: Annotated dependencies, so route signatures read as types.
+Service = Annotated[Shoprec, Depends(service)]
+HttpSettings = Annotated[Settings, Depends(http_settings)]
+Metrics = Annotated[HttpMetrics, Depends(metrics)]
+Filter = Annotated[ItemFilter | None, Depends(item_filter)]

@@ -57,7 +57,7 @@ class HistoryEntry(BaseModel):
     image_url: str | None = None
 
     @classmethod
-    def of(cls, event: Event, payload: dict[str, Any] | None) -> "HistoryEntry":
+    def of(cls, event: Event, payload: dict[str, Any] | None) -> HistoryEntry:
         payload = payload or {}
         return cls(item_id=event.item_id, type=event.type, ts=event.ts, session_id=event.session_id,
                    price=event.price, quantity=event.quantity, title=payload.get("title"),

@@ -138,7 +138,7 @@ async function searchView(query, image) {
   const form = new FormData();
   if (query) form.append("q", query);
   if (image) form.append("image", image);
-  await shelf(view, "results", "Matches", null, () => api("/search?k=24", { method: "POST", body: form }),
+  await shelf(view, "results", "Matches", null, () => api("/search?k=12", { method: "POST", body: form }),
     "No product matches this search.");
 }
 
@@ -177,7 +177,7 @@ async function itemView(itemId) {
   similar.node.querySelector(".shelf-head").append(el("label", { class: "muted small" }, "compare by ", modality));
   const loadSimilar = async () => {
     try {
-      fill(similar.grid, (await api(`/items/${encodeURIComponent(itemId)}/similar?k=8&modality=${modality.value}`)).results);
+      fill(similar.grid, (await api(`/items/${encodeURIComponent(itemId)}/similar?k=6&modality=${modality.value}`)).results);
     } catch (error) {
       failure(similar.grid, error);
     }
@@ -187,7 +187,7 @@ async function itemView(itemId) {
   await Promise.all([
     loadSimilar(),
     shelf(view, "complementary", "Goes well with", "bought together or completes the look",
-      () => api(`/items/${encodeURIComponent(itemId)}/complementary?k=8`)),
+      () => api(`/items/${encodeURIComponent(itemId)}/complementary?k=6`)),
   ]);
 }
 

@@ -5,23 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path as PathParam
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.http.auth import READ, WRITE
 from shoprec.http.batch import Validated, validate_entries
-from shoprec.http.deps import metrics, service
+from shoprec.http.deps import HttpSettings, ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
-from shoprec.http.metrics import HttpMetrics
 from shoprec.http.schemas import BatchError, Deleted, ItemsReport, public_item
 from shoprec.images import ImageError, is_remote, resolve_local
-from shoprec.service import Shoprec
 
 router = APIRouter(tags=["catalog"])
-
-ItemId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's item id.")]
 
 _EXAMPLE = [{
     "id": "tshirt-navy", "title": "藏青色纯棉T恤", "description": "夏季纯棉面料", "category": "T恤",
@@ -53,7 +49,7 @@ def _image_problem(ref: str, root: Path) -> str | None:
 
 def _refuse_bad_images(batch: Validated[Product], root: Path) -> Validated[Product]:
     kept: Validated[Product] = Validated(errors=list(batch.errors))
-    for product, position in zip(batch.models, batch.positions):
+    for product, position in zip(batch.models, batch.positions, strict=True):
         problem = _image_problem(product.image, root) if product.image else None
         if problem:
             kept.errors.append(BatchError(index=position, id=product.id, field="image", message=problem))
@@ -66,7 +62,7 @@ def _refuse_bad_images(batch: Validated[Product], root: Path) -> Validated[Produ
 def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
     first: dict[str, int] = {}
     kept: Validated[Product] = Validated(errors=list(batch.errors))
-    for product, position in zip(batch.models, batch.positions):
+    for product, position in zip(batch.models, batch.positions, strict=True):
         if product.id in first:
             kept.errors.append(BatchError(index=position, id=product.id, field="id",
                                           message=f"duplicate id, first at index {first[product.id]}"))
@@ -82,15 +78,15 @@ def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
 def upsert_items(
     items: Annotated[list[Any], Body(description="Products in the catalog format (see docs/http.md).",
                                      examples=[_EXAMPLE])],
-    svc: Shoprec = Depends(service),
-    stats: HttpMetrics = Depends(metrics),
+    svc: Service,
+    stats: Metrics,
+    settings: HttpSettings,
 ) -> Any:
     """Index a batch now: new and changed items are recommendable when this returns.
 
     Each entry is validated on its own; rejected ones are reported with their position and
     field while the valid ones are indexed. Relative image paths resolve against image_root.
     """
-    settings = svc.settings
     root = image_root(settings)
     batch = validate_entries(Product, items, "id", settings.max_batch_items)
     batch = _refuse_bad_images(_drop_duplicates(batch), root)
@@ -110,7 +106,7 @@ def upsert_items(
 
 
 @router.get("/items/{item_id}", dependencies=READ)
-def get_item(item_id: ItemId, svc: Shoprec = Depends(service)) -> dict[str, Any]:
+def get_item(item_id: ItemId, svc: Service) -> dict[str, Any]:
     """The item as stored, in the catalog format, plus its image_url."""
     payload = svc.get_item(item_id)
     if payload is None:
@@ -119,7 +115,7 @@ def get_item(item_id: ItemId, svc: Shoprec = Depends(service)) -> dict[str, Any]
 
 
 @router.delete("/items/{item_id}", response_model=Deleted, dependencies=WRITE)
-def delete_item(item_id: ItemId, svc: Shoprec = Depends(service)) -> Deleted:
+def delete_item(item_id: ItemId, svc: Service) -> Deleted:
     """Remove an item from the index (its past events stay in the behaviour log)."""
     if svc.delete_items([item_id]) == 0:
         raise ApiError(404, f"unknown item {item_id!r}", field="item_id", location="path")

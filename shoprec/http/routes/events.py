@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from shoprec.http.auth import WRITE
 from shoprec.http.batch import validate_entries
-from shoprec.http.deps import metrics, service
-from shoprec.http.metrics import HttpMetrics
+from shoprec.http.deps import HttpSettings, Metrics, Service
 from shoprec.http.schemas import BatchError, EventsReport
 from shoprec.recommend.events import Event
-from shoprec.service import Shoprec
 
 router = APIRouter(tags=["events"])
 
@@ -35,11 +33,12 @@ def _field_of(reason: str) -> str | None:
 def ingest_events(
     events: Annotated[list[Any], Body(description="Events in the event format (user_id, item_id, type, ts, "
                                                   "session_id?, price?, quantity?).", examples=[_EXAMPLE])],
-    svc: Shoprec = Depends(service),
-    stats: HttpMetrics = Depends(metrics),
+    svc: Service,
+    stats: Metrics,
+    settings: HttpSettings,
 ) -> Any:
     """Ingest a batch; each rejected event is reported with its 0-based position and reason."""
-    batch = validate_entries(Event, events, "item_id", svc.settings.max_batch_items)
+    batch = validate_entries(Event, events, "item_id", settings.max_batch_items)
     ingested = 0
     errors = list(batch.errors)
     if batch.models:

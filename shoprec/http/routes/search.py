@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from shoprec.http.auth import READ
-from shoprec.http.deps import K, item_filter, service
+from shoprec.http.deps import Filter, HttpSettings, K, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import Results
 from shoprec.images import ImageError
-from shoprec.indexing.store import ItemFilter
-from shoprec.service import Shoprec
 
 router = APIRouter(tags=["search"])
 
@@ -33,18 +31,19 @@ def _read_upload(upload: UploadFile | None, limit: int) -> bytes | None:
 
 @router.post("/search", response_model=Results, dependencies=READ)
 def search(
+    flt: Filter,
+    svc: Service,
+    settings: HttpSettings,
     q: Annotated[str | None, Form(max_length=1000, description="Text query, any language.")] = None,
     image: Annotated[UploadFile | None, File(description="A photo to find products like.")] = None,
     k: K = 10,
-    flt: ItemFilter | None = Depends(item_filter),
-    svc: Shoprec = Depends(service),
 ) -> Results:
     """Search by words and/or a photo; the ranked lists are fused by rank.
 
     The photo's header is checked (bytes, pixel count) before any pixel is decoded.
     """
     text = (q or "").strip() or None
-    data = _read_upload(image, svc.settings.max_upload_bytes)
+    data = _read_upload(image, settings.max_upload_bytes)
     if text is None and data is None:
         raise ApiError(422, "give a text query q, an image, or both", field="q", location="body")
     try:

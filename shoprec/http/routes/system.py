@@ -5,17 +5,14 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from shoprec.http.auth import READ
-from shoprec.http.deps import metrics, service
+from shoprec.http.deps import ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
-from shoprec.http.metrics import HttpMetrics
-from shoprec.http.routes.catalog import ItemId
 from shoprec.http.schemas import Health
 from shoprec.images import is_remote
-from shoprec.service import Shoprec
 
 router = APIRouter(tags=["system"])
 
@@ -23,7 +20,7 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def health(svc: Shoprec = Depends(service)) -> Response | Health:
+def health(svc: Service) -> Response | Health:
     """Liveness and readiness: 200 with the item count once the store answers, else 503."""
     try:
         items = svc.count()
@@ -33,7 +30,7 @@ def health(svc: Shoprec = Depends(service)) -> Response | Health:
 
 
 @router.get("/metrics", dependencies=READ, response_class=Response)
-def metrics_text(stats: HttpMetrics = Depends(metrics)) -> Response:
+def metrics_text(stats: Metrics) -> Response:
     """Prometheus text format: requests and latency per route, index size, events ingested."""
     body, content_type = stats.render()
     return Response(body, media_type=content_type)
@@ -41,7 +38,7 @@ def metrics_text(stats: HttpMetrics = Depends(metrics)) -> Response:
 
 @router.get("/images/{item_id}", dependencies=READ, response_class=FileResponse,
             responses={200: {"content": {"image/*": {}}}, 307: {"description": "Remote photo."}})
-def image(item_id: ItemId, svc: Shoprec = Depends(service)) -> Response:
+def image(item_id: ItemId, svc: Service) -> Response:
     """The product photo: the local file, or a redirect to a remote photo URL."""
     payload = svc.get_item(item_id)
     if payload is None:
@@ -56,9 +53,17 @@ def image(item_id: ItemId, svc: Shoprec = Depends(service)) -> Response:
     if path is None or not media_type or not media_type.startswith("image/"):
         raise ApiError(404, f"item {item_id!r} has no photo", field="item_id", location="path")
     return FileResponse(path, media_type=media_type,
-                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+                        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+#: The page runs only its own script and style; photos may come from remote catalog URLs.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data: blob:; "
+                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 @router.get("/", include_in_schema=False)
 def index_page() -> FileResponse:
-    return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path as PathParam, Query
+from fastapi import APIRouter, Query
 
 from shoprec.http.auth import READ, WRITE
-from shoprec.http.deps import K, item_filter, service
+from shoprec.http.deps import Filter, K, Service, UserId
 from shoprec.http.schemas import Forgotten, History, HistoryEntry, Results
-from shoprec.indexing.store import ItemFilter
-from shoprec.service import Shoprec
 
 router = APIRouter(tags=["users"])
-
-UserId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's user id.")]
 
 
 @router.get("/users/{user_id}/recommendations", response_model=Results, dependencies=READ)
 def recommendations(
     user_id: UserId,
+    flt: Filter,
+    svc: Service,
     k: K = 10,
     context_item: Annotated[str | None, Query(max_length=256, description="Item being viewed now; "
                                               "steers the feed (and is the cold start seed).")] = None,
     exclude_purchased: Annotated[bool, Query(description="Leave out items the user bought.")] = True,
-    flt: ItemFilter | None = Depends(item_filter),
-    svc: Shoprec = Depends(service),
 ) -> Results:
     """A user's feed. Users without history get a cold start (like context_item, else trending)."""
     return Results(results=svc.recommend(user_id, k=k, context_item=context_item or None,
@@ -33,8 +29,11 @@ def recommendations(
 
 
 @router.get("/users/{user_id}/history", response_model=History, dependencies=READ)
-def history(user_id: UserId, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-            svc: Shoprec = Depends(service)) -> History:
+def history(
+    user_id: UserId,
+    svc: Service,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> History:
     """The user's events, newest first, with each item's title and photo (if still in the catalog)."""
     events = svc.history(user_id)[:limit]
     payloads = {item_id: svc.get_item(item_id) for item_id in dict.fromkeys(e.item_id for e in events)}
@@ -42,6 +41,6 @@ def history(user_id: UserId, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 
 
 @router.delete("/users/{user_id}", response_model=Forgotten, dependencies=WRITE)
-def forget(user_id: UserId, svc: Shoprec = Depends(service)) -> Forgotten:
+def forget(user_id: UserId, svc: Service) -> Forgotten:
     """Delete everything known about a user; what their events fed is recounted without them."""
     return Forgotten(user_id=user_id, events_removed=int(svc.forget_user(user_id)))

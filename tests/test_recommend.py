@@ -177,11 +177,22 @@ def test_complementary_falls_back_to_complementary_categories_by_content(engine)
     engine.ingest(baskets())
     # d4 was never bought: baskets say dresses go with shoes (and bags, hats); search those by content.
     recs = engine.complementary(["d4"], k=4)
-    assert recs and all(r.category != "dress" for r in recs)
+    assert recs and "d4" not in ids(recs)
     assert recs[0].category == "shoes"  # dress-shoes pairs are the most frequent
     assert recs[0].reason == "shoes to go with Silk dress"
     assert all(r.score <= 0.5 for r in recs)
     assert len(set(ids(recs))) == len(recs)
+
+
+def test_complementary_content_fallback_keeps_its_own_category_only_on_basket_evidence(engine):
+    engine.ingest(baskets())
+    # Hiking boots were never bought; shoes were only ever bought with dresses and bags.
+    assert "shoes" not in {r.category for r in engine.complementary(["s4"], k=6)}
+    # Two colours of one dress (d1 + d2) bought together are no evidence that dresses go with dresses...
+    assert "dress" not in {r.category for r in engine.complementary(["d4"], k=6)}
+    # ...but two different dresses in one basket are.
+    engine.ingest([ev("f", "d3", "purchase", 9, "y"), ev("f", "d1", "purchase", 9, "y")])
+    assert "dress" in {r.category for r in engine.complementary(["d4"], k=6)}
 
 
 def test_complementary_filters_and_unknown_items(engine):

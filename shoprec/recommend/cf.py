@@ -122,6 +122,8 @@ class Behaviour:
         self.items = KeyIndex()
         self.categories = KeyIndex()
         self._item_category: list[int] = []  # category code per item column, -1 unknown
+        self.groups = KeyIndex()  # product groups: colour variants share one (product_code)
+        self._item_group: list[int] = []
         self.interactions = GrowingMatrix(self.items, binary=False)
         self.baskets = GrowingMatrix(self.items, binary=True)
         self.buyers = GrowingMatrix(self.items, binary=True)
@@ -129,18 +131,24 @@ class Behaviour:
         self._knn_cache: tuple[int, sp.csr_array, sp.csc_array] | None = None
 
     # --- building ----------------------------------------------------------------------------
-    def _item(self, item_id: str, category: str | None) -> int:
+    def _item(self, item_id: str, category: str | None, product: str | None = None) -> int:
         col = self.items.add(item_id)
         code = self.categories.add(category) if category else -1
+        group = self.groups.add(product or f"#item:{item_id}")  # no product code: its own group
         if col == len(self._item_category):
             self._item_category.append(code)
-        elif code >= 0:
-            self._item_category[col] = code  # newest snapshot of the catalog wins
+            self._item_group.append(group)
+        else:
+            if code >= 0:
+                self._item_category[col] = code  # newest snapshot of the catalog wins
+            if product:
+                self._item_group[col] = group
         return col
 
-    def add(self, user_id: str, item_id: str, type_: str, basket: str, category: str | None) -> None:
+    def add(self, user_id: str, item_id: str, type_: str, basket: str, category: str | None,
+            product: str | None = None) -> None:
         with self._lock:
-            col = self._item(item_id, category)
+            col = self._item(item_id, category, product)
             w = self.weights[type_]
             if w > 0:
                 self.interactions.add(user_id, col, w)
@@ -150,7 +158,8 @@ class Behaviour:
 
     @classmethod
     def load(cls, rows: Iterable[tuple[str, str, str, str]], categories: dict[str, str | None],
-             weights: dict[str, float], basket_weight: float, user_weight: float) -> "Behaviour":
+             weights: dict[str, float], basket_weight: float, user_weight: float,
+             products: dict[str, str] | None = None) -> "Behaviour":
         """Build from (user_id, item_id, type, basket) rows in one vectorised pass."""
         model = cls(weights, basket_weight, user_weight)
         users, items, types, baskets = [], [], [], []
@@ -160,7 +169,7 @@ class Behaviour:
             types.append(t)
             baskets.append(b)
         for item in dict.fromkeys(items):
-            model._item(item, categories.get(item))
+            model._item(item, categories.get(item), (products or {}).get(item))
         cols = np.fromiter((model.items.pos[i] for i in items), dtype=np.int64, count=len(items))
         w = np.array([weights[t] for t in types], dtype=np.float32)
         users_a = np.asarray(users, dtype=object)
@@ -241,8 +250,11 @@ class Behaviour:
         return [CoBought(keys[c], float(total[c]), keys[cols[b]]) for c, b in zip(top, best)]
 
     def category_affinity(self, categories: Iterable[str]) -> dict[str, float]:
-        """Other categories bought with these: sum over baskets (and buyers) of
-        (#items of the query categories) x (#items of the other category)."""
+        """Categories bought with these: sum over baskets (and buyers) of (#items of the query
+        categories) x (#items of the category). The query categories themselves count too,
+        minus pairs within one product (an item with itself, or two colours of it): on H&M a
+        fifth of basket pairs are two different products of one type (two tops), and the
+        baskets should say so, not a rule."""
         with self._lock:
             codes = [c for c in (self.categories.get(x) for x in set(categories)) if c is not None]
             n_items, n_cats = len(self.items), len(self.categories)
@@ -253,6 +265,13 @@ class Behaviour:
             known = np.flatnonzero(item_cat >= 0)
             onehot = sp.csr_array((np.ones(len(known), dtype=np.float32), (known, item_cat[known])),
                                   shape=(n_items, n_cats))
+            group = np.asarray(self._item_group, dtype=np.int64)
+            qcols = np.flatnonzero(in_query)
+            n_groups = len(self.groups)
+            in_group = sp.csr_array((np.ones(len(qcols), dtype=np.float32), (qcols, group[qcols])),
+                                    shape=(n_items, n_groups))
+            group_onehot = np.zeros((n_groups, n_cats))
+            group_onehot[group[qcols], item_cat[qcols]] = 1.0  # a product's variants share its category
             scores = np.zeros(n_cats, dtype=np.float64)
             for matrix, weight in ((self.baskets, self.basket_weight), (self.buyers, self.user_weight)):
                 m = matrix.csr()
@@ -262,9 +281,12 @@ class Behaviour:
                 rows = np.flatnonzero(per_row)
                 if len(rows):
                     scores += weight * np.asarray((m[rows] @ onehot).T @ per_row[rows]).ravel()
+                    # pairs inside one product group are no evidence: per basket and group, remove
+                    # (mass of the group's query items)^2, which is exactly their pairs with each other
+                    per_group = sp.csr_array(m[rows] @ in_group)
+                    scores -= weight * (np.asarray(per_group.multiply(per_group).sum(axis=0)).ravel() @ group_onehot)
             names = self.categories.keys
-        scores[codes] = 0.0
-        return {names[c]: float(scores[c]) for c in np.flatnonzero(scores > 0)}
+        return {names[c]: float(scores[c]) for c in np.flatnonzero(scores > 1e-6)}  # float residue of self pairs
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -2,9 +2,9 @@
 
 Co-purchases answer first. Items with little history (new or rarely bought) fall back to
 content: baskets teach which categories go with which (dresses -> shoes), and the store is
-searched within those categories for what is closest to the query items. Neither path returns
-a query item or the same product in another colour (same ``attributes.product_code``), and the
-content path never returns the query items' own categories.
+searched within those categories for what is closest to the query items — the query items' own
+category included when baskets hold two different products of it. Neither path returns a query
+item or the same product in another colour (same ``attributes.product_code``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .filters import matcher, narrowed
 from .rerank import unit
 
 #: Most complementary categories searched by content when co-purchases run short.
-MAX_CATEGORIES = 5
+MAX_CATEGORIES = 10
 
 
 def complementary(store: VectorStore, behaviour: Behaviour, vector: str, query: Sequence[Hit], k: int,
@@ -72,8 +72,9 @@ def _by_content(store: VectorStore, behaviour: Behaviour, vector: str, query: Se
         if f is None:
             continue
         for h in store.search(vector, q, k, f, with_vectors=True):
-            if allowed(h) and h.payload.get("category") not in own:
-                scored.append((0.5 * (weight / strongest) * max(h.score, 0.0), h, category))
+            if allowed(h):
+                # sqrt tempers the category prior so a close match in a less frequent pairing can win
+                scored.append((0.5 * np.sqrt(weight / strongest) * max(h.score, 0.0), h, category))
     scored.sort(key=lambda s: -s[0])
     out: list[Recommendation] = []
     seen: set[str] = set()

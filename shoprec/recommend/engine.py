@@ -96,8 +96,20 @@ class RecommendEngine:
                      for r in self.events.scan("user_id, item_id, type, basket")),
                     self.events.item_categories(), self.weights,
                     self.settings.cooc_basket_weight, self.settings.cooc_user_weight,
+                    products=self._product_codes(),
                 )
             return self._behaviour
+
+    def _product_codes(self) -> dict[str, str]:
+        """Product code of every item with events (colour variants share one), from the store."""
+        ids = list(self.events.item_categories())
+        codes: dict[str, str] = {}
+        for start in range(0, len(ids), 2048):
+            for hit in self.store.retrieve(ids[start:start + 2048]):
+                code = reasons.product_code(hit.payload)
+                if code:
+                    codes[hit.item_id] = code
+        return codes
 
     def _item(self, item_id: str, with_vectors: bool = False) -> Hit:
         found = self.store.retrieve([item_id], with_vectors=with_vectors)
@@ -166,7 +178,8 @@ class RecommendEngine:
                 EventStore.advance_clock(conn, max(e.epoch for e in events))
             if self._behaviour is not None:
                 for e, (_, category, *_) in zip(events, pop_rows):
-                    self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category)
+                    self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category,
+                                        reasons.product_code(hits[e.item_id].payload))
 
     def _replay(self, user_id: str) -> list[Update]:
         """A user's stored positive events as profile updates, oldest first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -71,27 +72,26 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Index (or re-index) a catalog: unchanged items are skipped, changed ones re-encoded."""
-    service = _service(store)
-    try:
-        report = service.index_catalog(catalog, delete_missing=delete_missing, progress=not as_json)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    details = errors or service.settings.store / "index-errors.jsonl"
-    report.write_details(details)
-    if as_json:
-        typer.echo(json.dumps({"indexed": report.indexed, "unchanged": report.unchanged, "rejected": report.failed,
-                               "image_errors": len(report.image_errors), "deleted": report.deleted,
-                               "seconds": round(report.seconds, 2), "joint": report.joint_metrics,
-                               "errors_file": str(details)}))
-    else:
-        console.print(report.summary())
-        if report.joint_metrics:
-            console.print(f"joint space: {report.joint_metrics}")
-        for err in (report.row_errors + report.image_errors)[:10]:
-            err_console.print(f"  [yellow]{err}[/yellow]")
-        if report.row_errors or report.image_errors:
-            err_console.print(f"all problems: {details}")
-    service.close()
+    with _service(store) as service:
+        try:
+            report = service.index_catalog(catalog, delete_missing=delete_missing, progress=not as_json)
+        except (FileNotFoundError, ValueError) as err:
+            _fail(str(err))
+        details = errors or service.settings.store / "index-errors.jsonl"
+        report.write_details(details)
+        if as_json:
+            typer.echo(json.dumps({"indexed": report.indexed, "unchanged": report.unchanged, "rejected": report.failed,
+                                   "image_errors": len(report.image_errors), "deleted": report.deleted,
+                                   "seconds": round(report.seconds, 2), "joint": report.joint_metrics,
+                                   "errors_file": str(details)}))
+        else:
+            console.print(report.summary())
+            if report.joint_metrics:
+                console.print(f"joint space: {report.joint_metrics}")
+            for err in (report.row_errors + report.image_errors)[:10]:
+                err_console.print(f"  [yellow]{err}[/yellow]")
+            if report.row_errors or report.image_errors:
+                err_console.print(f"all problems: {details}")
 
 
 @app.command()
@@ -107,13 +107,12 @@ def similar(
 
     if modality not in ("text", "image", "joint"):
         _fail(f"--modality must be text, image or joint, not {modality!r}")
-    service = _service(store)
-    try:
-        results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))
-    except UnknownItem as err:
-        _fail(str(err))
-    _print(results, as_json, f"similar to {item_id} ({modality})")
-    service.close()
+    with _service(store) as service:
+        try:
+            results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))
+        except UnknownItem as err:
+            _fail(str(err))
+        _print(results, as_json, f"similar to {item_id} ({modality})")
 
 
 @app.command()
@@ -128,18 +127,17 @@ def search(
 
     if not query and image is None:
         _fail("give a text query or --image PATH")
-    service = _service(store)
-    data = None
-    if image is not None:
-        if not image.is_file():
-            _fail(f"image not found: {image}")
-        data = image.read_bytes()
-    try:
-        results = service.search(text=query, image=data, k=k, flt=_filter(category, min_price, max_price, in_stock))
-    except ImageError as err:
-        _fail(f"{image}: {err}")
-    _print(results, as_json, f"search {query or image}")
-    service.close()
+    with _service(store) as service:
+        data = None
+        if image is not None:
+            if not image.is_file():
+                _fail(f"image not found: {image}")
+            data = image.read_bytes()
+        try:
+            results = service.search(text=query, image=data, k=k, flt=_filter(category, min_price, max_price, in_stock))
+        except ImageError as err:
+            _fail(f"{image}: {err}")
+        _print(results, as_json, f"search {query or image}")
 
 
 @app.command()
@@ -148,19 +146,18 @@ def events(
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Ingest behaviour events; bad lines are reported, the rest ingested."""
-    service = _service(store)
-    try:
-        report = service.ingest_events_file(file)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    if as_json:
-        typer.echo(json.dumps({"ingested": report.ingested,
-                               "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]}))
-    else:
-        console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
-        for err in report.errors[:10]:
-            err_console.print(f"  [yellow]line {err.line}: {err.reason}[/yellow]")
-    service.close()
+    with _service(store) as service:
+        try:
+            report = service.ingest_events_file(file)
+        except (FileNotFoundError, ValueError) as err:
+            _fail(str(err))
+        if as_json:
+            typer.echo(json.dumps({"ingested": report.ingested,
+                                   "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]}))
+        else:
+            console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
+            for err in report.errors[:10]:
+                err_console.print(f"  [yellow]line {err.line}: {err.reason}[/yellow]")
 
 
 @app.command()
@@ -172,11 +169,10 @@ def recommend(
     category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
 ) -> None:
     """Personalised feed for USER_ID (new users get trending / context)."""
-    service = _service(store)
-    results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=not include_purchased,
-                                flt=_filter(category, min_price, max_price, in_stock))
-    _print(results, as_json, f"for {user_id}")
-    service.close()
+    with _service(store) as service:
+        results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=not include_purchased,
+                                    flt=_filter(category, min_price, max_price, in_stock))
+        _print(results, as_json, f"for {user_id}")
 
 
 @app.command()
@@ -192,30 +188,27 @@ def complementary(
     ids = [i.strip() for i in (cart or "").split(",") if i.strip()] + ([item_id] if item_id else [])
     if not ids:
         _fail("give an ITEM_ID or --cart ID,ID")
-    service = _service(store)
-    try:
-        results = service.complementary(ids, k=k, flt=_filter(category, min_price, max_price, in_stock))
-    except UnknownItem as err:
-        _fail(str(err))
-    _print(results, as_json, f"goes with {', '.join(ids)}")
-    service.close()
+    with _service(store) as service:
+        try:
+            results = service.complementary(ids, k=k, flt=_filter(category, min_price, max_price, in_stock))
+        except UnknownItem as err:
+            _fail(str(err))
+        _print(results, as_json, f"goes with {', '.join(ids)}")
 
 
 @app.command()
 def forget(user_id: str, store: StoreOpt = None) -> None:
     """Forget a user: their events and vector go, and stop influencing others."""
-    service = _service(store)
-    removed = service.forget_user(user_id)
-    console.print(f"forgot {user_id}" if removed else f"no data for {user_id}")
-    service.close()
+    with _service(store) as service:
+        removed = service.forget_user(user_id)
+        console.print(f"forgot {user_id}" if removed else f"no data for {user_id}")
 
 
 @app.command()
 def stats(store: StoreOpt = None) -> None:
     """Index size and event counts."""
-    service = _service(store)
-    typer.echo(json.dumps(service.stats(), indent=1))
-    service.close()
+    with _service(store) as service:
+        typer.echo(json.dumps(service.stats(), indent=1))
 
 
 @app.command()
@@ -229,23 +222,25 @@ def demo(
     from shoprec.service import Shoprec
 
     catalog, events_file = build_demo_catalog(folder)
-    service = Shoprec(Settings(store=folder / "store"))
-    console.rule("index")
-    console.print(service.index_catalog(catalog).summary())
-    console.rule("events")
-    report = service.ingest_events_file(events_file)
-    console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
-    _print(service.search("纯棉T恤", k=5), False, "search: 纯棉T恤")
-    _print(service.search("running shoes", k=5), False, "search: running shoes")
-    _print(service.similar("handbag-red", k=5), False, "similar to handbag-red")
-    _print(service.complementary(["phone-black"], k=5), False, "goes with phone-black")
-    _print(service.recommend("u001", k=5), False, "for u001 (a returning shopper)")
-    _print(service.recommend("new-visitor", k=5), False, "for a new visitor")
+    store = folder / "store"
+    shutil.rmtree(store, ignore_errors=True)  # a demo starts clean: replayed events would double up
+    with Shoprec(Settings(store=store)) as service:
+        console.rule("index")
+        console.print(service.index_catalog(catalog).summary())
+        console.rule("events")
+        report = service.ingest_events_file(events_file)
+        console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
+        _print(service.search("纯棉T恤", k=5), False, "search: 纯棉T恤")
+        _print(service.search("running shoes", k=5), False, "search: running shoes")
+        photo = folder / "images" / "mug-blue.png"
+        _print(service.search(image=photo.read_bytes(), k=5), False, f"search by photo: {photo}")
+        _print(service.similar("handbag-red", k=5), False, "similar to handbag-red")
+        _print(service.complementary(["phone-black"], k=5), False, "goes with phone-black")
+        _print(service.recommend("u001", k=5), False, "for u001 (a returning shopper)")
+        _print(service.recommend("new-visitor", k=5), False, "for a new visitor")
     if serve:
-        service.close()
-        _serve_app(Settings(store=folder / "store"), "127.0.0.1", port)
-    else:
-        service.close()
+        console.print(f"serving the web page on http://127.0.0.1:{port}")
+        _serve_app(Settings(store=store), "127.0.0.1", port)
 
 
 @app.command(name="eval")

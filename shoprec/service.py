@@ -54,6 +54,12 @@ class Shoprec:
     def image_limits(self) -> ImageLimits:
         return self.indexer.limits
 
+    def __enter__(self) -> "Shoprec":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if "engine" in self.__dict__:
             self.engine.close()

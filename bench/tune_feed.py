@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--val-start", default="2020-03-01")
     parser.add_argument("--vectors", default="joint,text")
     parser.add_argument("--popularity", default="0.1,1.0")
+    parser.add_argument("--trending", default="0", help="trending candidates added to the ANN pool")
     args = parser.parse_args()
     before_test = [i for i in read_events(args.events) if i.ts < utc(args.test_start)]
     split = time_split(before_test, utc(args.val_start))
@@ -47,9 +48,12 @@ def main() -> int:
     store = open_store(settings)
     catalog = [h.item_id for h in store.scroll(fields=["item_id"])]
     methods = {"popularity": Popularity()}
-    for vector, pop in itertools.product(args.vectors.split(","), map(float, args.popularity.split(","))):
-        tuned = settings.model_copy(update={"profile_vector": vector, "blend_popularity": pop})
-        methods[f"shoprec vector={vector} popularity={pop}"] = ShoprecMethod(store, tuned)
+    grid = itertools.product(args.vectors.split(","), map(float, args.popularity.split(",")),
+                             map(int, args.trending.split(",")))
+    for vector, pop, trending in grid:
+        tuned = settings.model_copy(update={"profile_vector": vector, "blend_popularity": pop,
+                                            "trending_candidates": trending})
+        methods[f"shoprec {vector} pop={pop} trending={trending}"] = ShoprecMethod(store, tuned)
     results = evaluate(methods, split.train, split.test, catalog, ks=(10,), progress=False)
     print(f"validation: train < {args.val_start} <= test < {args.test_start}; "
           f"{results['data']['test_users_evaluated']} users")

@@ -69,6 +69,7 @@ class Feed:
                      if self.vector in h.vectors]
         hits = self.store.search(self.vector, q, max(self.settings.candidate_pool, k), f,
                                  negatives=negatives, with_vectors=diversity > 0)
+        hits += self._trending_candidates(q, f, {h.item_id for h in hits})
         if not hits:
             return []
         ids = [h.item_id for h in hits]
@@ -81,6 +82,22 @@ class Feed:
         order = self._order(total, hits, k, diversity)
         return self._explain([hits[i] for i in order], {n: p[order] for n, p in parts.items()},
                              signals["popularity"][order], mine, ctx, now)
+
+    def _trending_candidates(self, q: np.ndarray, f: ItemFilter, seen: set[str]) -> list[Hit]:
+        """Trending items the ANN pool missed, scored by the same cosine: popularity can only
+        rerank what is in the pool, and on sparse shops the best sellers are often far from a
+        user's few past items."""
+        n = self.settings.trending_candidates
+        if n <= 0:
+            return []
+        ok = matcher(f)
+        ids = [item for item, _ in self.popularity.top(n, 0, f.categories) if item not in seen]
+        out = []
+        for h in self.store.retrieve(ids, with_vectors=True):
+            v = unit(h.vectors.get(self.vector))
+            if v is not None and ok(h.item_id, h.payload):
+                out.append(Hit(h.item_id, float(v @ q), h.payload, h.vectors))
+        return out
 
     def _blend_weights(self) -> dict[str, float]:
         s = self.settings

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     trending_half_life_days: float = Field(7.0, description="Half-life of popularity for trending.")
     cooc_basket_weight: float = Field(1.0, description="Bought-together weight of a shared basket/session.")
     cooc_user_weight: float = Field(0.3, description="Bought-together weight of the same shopper, other basket.")
-    trending_candidates: int = Field(0, description="Trending items added to the feed's ANN candidates.")
+    trending_candidates: int = Field(200, description="Trending items added to the feed's ANN candidates "
+                                     "(chosen on a validation split: bench/tune_feed.py).")
     candidate_pool: int = Field(1000, description="ANN candidates the personalised feed reranks.")
     max_negatives: int = Field(20, description="Most recent dislikes used as recommend-query negatives.")
     new_arrival_days: float = Field(14.0, description="Items created this recently are 'new arrivals'.")
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
     # --- rerank blend ---------------------------------------------------------------------
     blend_similarity: float = 1.0
     blend_cf: float = 0.5
-    blend_popularity: float = 0.1
+    blend_popularity: float = 0.5  # validation split, bench/tune_feed.py
     mmr_lambda: float = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------

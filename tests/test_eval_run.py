@@ -19,7 +19,7 @@ def test_eval_command_writes_report_with_shoprec_and_baselines(demo_shop, tmp_pa
     ])
     assert result.exit_code == 0, result.output
     numbers = json.loads((out / "results.json").read_text())
-    assert set(numbers["methods"]) == {"shoprec", "shoprec+ncf-rerank", "popularity", "item-knn", "content-knn"}
+    assert set(numbers["methods"]) == {"shoprec", "shoprec content-first", "shoprec+ncf-rerank", "popularity", "item-knn", "content-knn"}
     shoprec = numbers["methods"]["shoprec"]
     # Demo shoppers keep buying the same pair of kinds: the real engine must beat chance by far.
     assert shoprec["next_purchase"]["all"]["recall@10"] > 0.5

@@ -401,3 +401,19 @@ def test_concurrent_ingest_and_queries(engine):
         t.join()
     assert not errors
     assert engine.stats()["events"] == 60
+
+
+def test_trending_items_outside_the_ann_pool_can_enter_the_feed(store, tmp_path):
+    """A best seller far from a shopper's taste is only rankable if it reaches the candidates."""
+    crowd = [ev(f"fan{n}", "h2", "purchase", n, f"h{n}") for n in range(8)]
+    mine = [ev("me", "d3", "purchase", 10)]
+    narrow = open_engine(store, tmp_path / "a", candidate_pool=3, trending_candidates=0, blend_popularity=5.0)
+    narrow.ingest(crowd + mine)
+    assert "h2" not in ids(narrow.recommend_user("me", k=3))
+    narrow.close()
+    wide = open_engine(store, tmp_path / "b", candidate_pool=3, trending_candidates=5, blend_popularity=5.0)
+    wide.ingest(crowd + mine)
+    feed = wide.recommend_user("me", k=3)
+    assert "h2" in ids(feed)
+    assert next(r for r in feed if r.id == "h2").reason.startswith("trending")
+    wide.close()

@@ -79,7 +79,11 @@ def run_evaluation(options: EvalOptions, settings: Settings) -> tuple[Path, dict
 
     methods, unavailable = build_methods(list(options.baselines), seed=options.seed,
                                          have_features=item_features is not None)
-    ours = {"shoprec": ShoprecMethod(service.store, settings)}
+    # The defaults, and the content-first setting they were chosen over on a validation split
+    # (bench/tune_feed.py): the trade between warm best sellers and never-bought items stays visible.
+    content_first = settings.model_copy(update={"blend_popularity": 0.1, "trending_candidates": 0})
+    ours = {"shoprec": ShoprecMethod(service.store, settings),
+            "shoprec content-first": ShoprecMethod(service.store, content_first)}
     if options.ncf_rerank:
         ours["shoprec+ncf-rerank"] = ShoprecNCFRerank(service.store, settings, seed=options.seed)
     methods = {**ours, **methods}

@@ -218,6 +218,15 @@ def test_update_vectors_and_set_payload_keep_everything_else(store: VectorStore)
         store.update_vectors([(iid(4), {"joint": np.ones(3, np.float32)})])
 
 
+def test_reads_can_ask_for_some_vectors_only(store: VectorStore) -> None:
+    hit = store.retrieve([iid(0)], with_vectors=["joint"])[0]
+    assert set(hit.vectors) == {"joint"}
+    assert all(set(h.vectors) == {"text"} for h in store.search("joint", VECS["joint"][0], k=3, with_vectors=["text"]))
+    assert all(set(h.vectors) <= {"image"} for h in store.scroll(with_vectors=["image"]))
+    with pytest.raises(ValueError, match="unknown dense vector"):
+        store.retrieve([iid(0)], with_vectors=["smell"])
+
+
 def test_count(store: VectorStore) -> None:
     assert store.count() == N
     assert store.count(ItemFilter(categories=["hats"])) == len([i for i in range(N) if i % 3 == 2])

@@ -54,7 +54,7 @@ def _split(events, spec: str):
 
 def stored_features(service, item_ids: Sequence[str], vector: str = "text") -> np.ndarray:
     """Rows of the stored ``vector`` aligned with ``item_ids``: baselines see shoprec's content."""
-    by_id = {h.item_id: h.vectors[vector] for h in service.store.scroll(fields=["item_id"], with_vectors=True)
+    by_id = {h.item_id: h.vectors[vector] for h in service.store.scroll(fields=["item_id"], with_vectors=[vector])
              if vector in h.vectors}
     dim = len(next(iter(by_id.values())))
     return np.stack([by_id.get(i, np.zeros(dim, np.float32)) for i in item_ids]).astype(np.float32)

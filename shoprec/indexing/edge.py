@@ -27,6 +27,8 @@ import numpy as np
 import qdrant_edge as qe
 
 from .store import (
+    WithVectors,
+    vector_names,
     SPARSE_VECTOR,
     Hit,
     ItemFilter,
@@ -232,10 +234,10 @@ class EdgeStore:
         score = float(getattr(rec, "score", 0.0) or 0.0)  # Records (retrieve/scroll) have none
         return Hit(item_id, score, restrict_payload(payload, fields), dense_vectors(rec.vector, vector_names))
 
-    def _vector_names(self, with_vectors: bool) -> list[str]:
-        return sorted(self._dims or {}) if with_vectors else []
+    def _vector_names(self, with_vectors: WithVectors) -> list[str]:
+        return vector_names(with_vectors, self._dims or {})
 
-    def retrieve(self, item_ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(self, item_ids: Sequence[str], with_vectors: WithVectors = False) -> list[Hit]:
         if not item_ids:
             return []
         names = self._vector_names(with_vectors)
@@ -251,7 +253,7 @@ class EdgeStore:
         k: int,
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
-        with_vectors: bool = False,
+        with_vectors: WithVectors = False,
     ) -> list[Hit]:
         shard = self._ready()
         dims = self._dims or {}
@@ -282,7 +284,7 @@ class EdgeStore:
         return [self._hit(r) for r in res]
 
     def scroll(self, flt: ItemFilter | None = None, fields: Sequence[str] | None = None,
-               with_vectors: bool = False) -> Iterator[Hit]:
+               with_vectors: WithVectors = False) -> Iterator[Hit]:
         names = self._vector_names(with_vectors)
         want = fetch_fields(fields)
         with_payload: Any = True if want is None else qe.PayloadSelector.Include(want)

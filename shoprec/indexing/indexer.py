@@ -165,7 +165,7 @@ class Indexer:
     def _refresh_joint(self, report: IndexReport, progress: bool, train: bool) -> None:
         """Give every point a joint vector from the current space (no re-encoding)."""
         if train and self.embedder.joint_needs_training(self.store):
-            hits = list(self.store.scroll(fields=["item_id"], with_vectors=True))
+            hits = list(self.store.scroll(fields=["item_id"], with_vectors=["text", "image"]))
             report.joint_metrics = self.embedder.train_joint(self.store, hits)
         version = self.embedder.joint_version
         if version is None:
@@ -173,7 +173,7 @@ class Indexer:
         stale = [hit.item_id for hit in self.store.scroll(fields=["item_id", JOINT_FIELD])
                  if hit.payload.get(JOINT_FIELD) != version]
         for start in range(0, len(stale), 512):
-            chunk = self.store.retrieve(stale[start:start + 512], with_vectors=True)
+            chunk = self.store.retrieve(stale[start:start + 512], with_vectors=["text", "image"])
             joint = self.embedder.joint_vectors(chunk)
             self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
             self.store.set_payload([hit.item_id for hit in chunk], {JOINT_FIELD: version})

@@ -16,6 +16,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from .store import (
+    WithVectors,
+    vector_names,
     SPARSE_VECTOR,
     Hit,
     ItemFilter,
@@ -173,10 +175,10 @@ class ServerStore:
         score = float(getattr(rec, "score", 0.0) or 0.0)  # Records (retrieve/scroll) have none
         return Hit(item_id, score, restrict_payload(payload, fields), dense_vectors(rec.vector, vector_names))
 
-    def _vector_names(self, with_vectors: bool) -> list[str]:
-        return sorted(self._ready()) if with_vectors else []
+    def _vector_names(self, with_vectors: WithVectors) -> list[str]:
+        return vector_names(with_vectors, self._ready())
 
-    def retrieve(self, item_ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(self, item_ids: Sequence[str], with_vectors: WithVectors = False) -> list[Hit]:
         if not item_ids:
             return []
         names = self._vector_names(with_vectors)
@@ -192,7 +194,7 @@ class ServerStore:
         k: int,
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
-        with_vectors: bool = False,
+        with_vectors: WithVectors = False,
     ) -> list[Hit]:
         dims = self._ready()
         if vector_name not in dims:
@@ -222,7 +224,7 @@ class ServerStore:
         return [self._hit(r) for r in res.points]
 
     def scroll(self, flt: ItemFilter | None = None, fields: Sequence[str] | None = None,
-               with_vectors: bool = False) -> Iterator[Hit]:
+               with_vectors: WithVectors = False) -> Iterator[Hit]:
         names = self._vector_names(with_vectors)
         want = fetch_fields(fields)
         srv_flt = server_filter(flt)

@@ -22,6 +22,10 @@ DENSE_VECTORS = ("text", "image", "joint")
 #: Name of the sparse lexical (jieba / BM25-style) vector.
 SPARSE_VECTOR = "lexical"
 
+#: ``True`` for every dense vector, ``False`` for none, or the names wanted (cheaper: a 1280-d
+#: image vector costs more to ship than the whole payload).
+WithVectors = bool | Sequence[str]
+
 _NAMESPACE = uuid.UUID("6f1c3c8e-2b0e-4d8e-9a57-5b0c1d6a7e11")
 
 
@@ -92,7 +96,7 @@ class VectorStore(Protocol):
     def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
         """Merge ``payload`` into the payload of existing items."""
 
-    def retrieve(self, item_ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+    def retrieve(self, item_ids: Sequence[str], with_vectors: WithVectors = False) -> list[Hit]:
         """Found items in the order asked (missing ids are skipped); score is 0."""
 
     def search(
@@ -102,7 +106,7 @@ class VectorStore(Protocol):
         k: int,
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
-        with_vectors: bool = False,
+        with_vectors: WithVectors = False,
     ) -> list[Hit]:
         """Nearest items by cosine; with ``negatives`` it is a Qdrant recommend query
         (best-score strategy) that pushes away from them."""
@@ -110,7 +114,7 @@ class VectorStore(Protocol):
     def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]: ...
 
     def scroll(self, flt: ItemFilter | None = None, fields: Sequence[str] | None = None,
-               with_vectors: bool = False) -> Iterator[Hit]:
+               with_vectors: WithVectors = False) -> Iterator[Hit]:
         """Every item (payload restricted to ``fields`` if given), in batches under the hood."""
 
     def count(self, flt: ItemFilter | None = None) -> int: ...
@@ -199,3 +203,16 @@ def fetch_fields(fields: Sequence[str] | None) -> list[str] | None:
     if fields is None:
         return None
     return list(dict.fromkeys([*fields, "item_id"]))
+
+
+def vector_names(with_vectors: WithVectors, dims: Iterable[str]) -> list[str]:
+    """The dense vector names a read should return, validated against the collection's."""
+    have = sorted(dims)
+    if with_vectors is True:
+        return have
+    if not with_vectors:
+        return []
+    unknown = set(with_vectors) - set(have)
+    if unknown:
+        raise ValueError(f"unknown dense vector(s) {sorted(unknown)} (have {have})")
+    return sorted(set(with_vectors))

@@ -71,7 +71,7 @@ def _by_content(store: VectorStore, behaviour: Behaviour, vector: str, query: Se
         f = narrowed(base, exclude=exclude, categories=[category])
         if f is None:
             continue
-        for h in store.search(vector, q, k, f, with_vectors=True):
+        for h in store.search(vector, q, k, f, with_vectors=[vector]):
             if allowed(h):
                 # sqrt tempers the category prior so a close match in a less frequent pairing can win
                 scored.append((0.5 * np.sqrt(weight / strongest) * max(h.score, 0.0), h, category))

@@ -140,7 +140,7 @@ class RecommendEngine:
             for row in batch:
                 (report.errors.append if isinstance(row, EventError) else good.append)(row)
             ids = list(dict.fromkeys(r.event.item_id for r in good))
-            hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=True)}
+            hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])}
             accepted: list[Event] = []
             # The newest event is the engine's clock: one from the future would skew it for all.
             latest = time.time() + _MAX_CLOCK_SKEW_S
@@ -187,7 +187,7 @@ class RecommendEngine:
         if not history:
             return []
         ids = list(dict.fromkeys(e.item_id for e in history))
-        vecs = {h.item_id: h.vectors.get(self.vector) for h in self.store.retrieve(ids, with_vectors=True)}
+        vecs = {h.item_id: h.vectors.get(self.vector) for h in self.store.retrieve(ids, with_vectors=[self.vector])}
         return [(e.user_id, vecs[e.item_id], self.weights[e.type], e.epoch, e.basket())
                 for e in history if vecs.get(e.item_id) is not None]
 
@@ -230,7 +230,7 @@ class RecommendEngine:
             raise ValueError(f"item {item_id!r} has no {modality} vector")
         f = narrowed(flt, exclude=[item_id])
         pool = k if diversity <= 0 else max(4 * k, 50)
-        hits = self.store.search(modality, vec, pool, f, with_vectors=diversity > 0)
+        hits = self.store.search(modality, vec, pool, f, with_vectors=[modality] if diversity > 0 else False)
         if diversity > 0 and hits:
             vecs = np.vstack([h.vectors[modality] for h in hits])
             hits = [hits[i] for i in mmr_select(np.array([h.score for h in hits]), vecs, k, diversity)]

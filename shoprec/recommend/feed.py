@@ -65,10 +65,10 @@ class Feed:
         if ctx_vec is not None:
             q = unit((1.0 - sw) * q + sw * ctx_vec)
         negatives = [h.vectors[self.vector] for h in
-                     self.store.retrieve(disliked[: self.settings.max_negatives], with_vectors=True)
+                     self.store.retrieve(disliked[: self.settings.max_negatives], with_vectors=[self.vector])
                      if self.vector in h.vectors]
         hits = self.store.search(self.vector, q, max(self.settings.candidate_pool, k), f,
-                                 negatives=negatives, with_vectors=diversity > 0)
+                                 negatives=negatives, with_vectors=[self.vector] if diversity > 0 else False)
         hits += self._trending_candidates(q, f, {h.item_id for h in hits})
         if not hits:
             return []
@@ -93,7 +93,7 @@ class Feed:
         ok = matcher(f)
         ids = [item for item, _ in self.popularity.top(n, 0, f.categories) if item not in seen]
         out = []
-        for h in self.store.retrieve(ids, with_vectors=True):
+        for h in self.store.retrieve(ids, with_vectors=[self.vector]):
             v = unit(h.vectors.get(self.vector))
             if v is not None and ok(h.item_id, h.payload):
                 out.append(Hit(h.item_id, float(v @ q), h.payload, h.vectors))
@@ -114,7 +114,8 @@ class Feed:
         """No positive history: items like the context item (nudged by popularity), else
         trending, then the newest items."""
         if ctx is not None and ctx_vec is not None:
-            hits = self.store.search(self.vector, ctx_vec, max(5 * k, 50), f, with_vectors=diversity > 0)
+            hits = self.store.search(self.vector, ctx_vec, max(5 * k, 50), f,
+                                     with_vectors=[self.vector] if diversity > 0 else False)
             if hits:
                 ids = [h.item_id for h in hits]
                 pop = np.log1p(self.popularity.decayed(self.popularity.log_scores(ids), self.now()))
@@ -147,8 +148,8 @@ class Feed:
         need = [h.item_id for h in chosen if self.vector not in h.vectors]
         vecs = {h.item_id: h.vectors[self.vector] for h in chosen if self.vector in h.vectors}
         vecs.update({h.item_id: h.vectors[self.vector]
-                     for h in self.store.retrieve(need, with_vectors=True) if self.vector in h.vectors})
-        anchors = [h for h in self.store.retrieve(anchor_ids, with_vectors=True) if self.vector in h.vectors]
+                     for h in self.store.retrieve(need, with_vectors=[self.vector]) if self.vector in h.vectors})
+        anchors = [h for h in self.store.retrieve(anchor_ids, with_vectors=[self.vector]) if self.vector in h.vectors]
         anchor_mat = np.vstack([unit(h.vectors[self.vector]) for h in anchors]) if anchors else None
         out = []
         for i, h in enumerate(chosen):

@@ -135,7 +135,8 @@ class Shoprec:
     def ingest_events_file(self, path: Path):
         return self.engine.ingest_file(path)
 
-    def forget_user(self, user_id: str) -> bool:
+    def forget_user(self, user_id: str) -> int:
+        """Number of the user's events removed (0: nothing known about them)."""
         return self.engine.forget_user(user_id)
 
     def history(self, user_id: str):

@@ -173,3 +173,29 @@ def test_unsupported_or_missing_catalog_is_a_clear_error(tmp_path: Path) -> None
     (tmp_path / "catalog.xml").write_text("<x/>")
     with pytest.raises(ValueError, match="unsupported catalog format"):
         service.index_catalog(tmp_path / "catalog.xml", progress=False)
+
+
+def test_remote_images_over_http(shop: Path, tmp_path: Path) -> None:
+    """http(s) image URLs are fetched (here from a loopback server); a dead link costs the photo only."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(shop / "img"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        catalog = _write_jsonl(shop / "catalog.jsonl", [
+            {"id": "r1", "title": "remote red", "image": f"{base}/red.png"},
+            {"id": "r2", "title": "remote missing", "image": f"{base}/nope.png"},
+        ])
+        service = _service(tmp_path)
+        report = service.index_catalog(catalog, progress=False)
+    finally:
+        server.shutdown()
+    assert report.indexed == 2
+    assert [(e.item_id, "could not fetch" in e.reason) for e in report.image_errors] == [("r2", True)]
+    stored = {h.item_id: h for h in service.store.retrieve(["r1", "r2"], with_vectors=True)}
+    assert "image" in stored["r1"].vectors and "image" not in stored["r2"].vectors
+    service.close()

@@ -68,13 +68,16 @@ class ItemFilter:
     in_stock: bool | None = None
     exclude_ids: Iterable[str] = ()
 
+    def __post_init__(self) -> None:
+        self.exclude_ids = tuple(self.exclude_ids)  # a generator would be used up by the first reader
+
     def is_empty(self) -> bool:
         return (
             not self.categories
             and self.min_price is None
             and self.max_price is None
             and self.in_stock is None
-            and not list(self.exclude_ids)
+            and not self.exclude_ids
         )
 
 

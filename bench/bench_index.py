@@ -70,7 +70,7 @@ def main() -> int:
         forward_s = time.perf_counter() - started
 
         service = Shoprec(Settings(store=Path(tmp) / "store"))
-        service.embedder.text_encoder, service.embedder.image_encoder  # loaded, as in the forward pass
+        # the encoders are cached per process: indexing reuses the ones the forward pass loaded
         started = time.perf_counter()
         first = service.index_catalog(catalog, progress=False)
         first_s = time.perf_counter() - started

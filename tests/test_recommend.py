@@ -417,3 +417,21 @@ def test_trending_items_outside_the_ann_pool_can_enter_the_feed(store, tmp_path)
     assert "h2" in ids(feed)
     assert next(r for r in feed if r.id == "h2").reason.startswith("trending")
     wide.close()
+
+
+def test_profiles_are_rebuilt_when_the_joint_space_moves(store, tmp_path):
+    """Retraining the joint space re-projects every item: a profile kept from the old space would
+    point at the wrong items, so it is rebuilt from the user's history on the next read."""
+    store.set_payload(list(ITEMS), {"joint_version": "v1"})
+    first = open_engine(store, tmp_path)
+    first.ingest([ev("me", "d3", "purchase")])
+    assert first.recommend_user("me", k=1)[0].category == "dress"
+    first.close()
+    # The space is retrained: dresses now sit where hats were (and the other way round).
+    swap = {"d": "h", "h": "d"}
+    store.update_vectors([(i, {"joint": ITEMS[next(j for j in ITEMS if j[0] == swap[i[0]])][4]})
+                          for i in ITEMS if i[0] in swap])
+    store.set_payload(list(ITEMS), {"joint_version": "v2"})
+    second = open_engine(store, tmp_path)
+    assert second.recommend_user("me", k=1)[0].category == "dress"  # rebuilt, not the stale vector
+    second.close()

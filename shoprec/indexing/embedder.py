@@ -25,9 +25,8 @@ from shoprec.encoders.base import l2_normalise
 from shoprec.encoders.joint import CatalogAlignedSpace, build_joint
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
-from shoprec.indexing.store import Hit, ItemPoint, SparseVec, VectorStore
+from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
 
-JOINT_FIELD = "joint_version"
 #: Retrain the catalog-aligned space once the catalog has grown by this factor since the last fit.
 RETRAIN_GROWTH = 1.25
 
@@ -113,7 +112,7 @@ class ProductEmbedder:
                 payload["image_path"] = image_paths[row]
             if joint is not None:
                 vectors["joint"] = joint[row]
-                payload[JOINT_FIELD] = version
+                payload[JOINT_VERSION_FIELD] = version
             points.append(ItemPoint(product.id, vectors, payload, self.lexical.encode_document(product.text_for_lexical())))
         return points
 

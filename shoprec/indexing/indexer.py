@@ -23,9 +23,9 @@ from rich.progress import Progress
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
 from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
-from shoprec.indexing.embedder import JOINT_FIELD, ProductEmbedder
+from shoprec.indexing.embedder import ProductEmbedder
 from shoprec.indexing.report import IndexReport
-from shoprec.indexing.store import VectorStore
+from shoprec.indexing.store import JOINT_VERSION_FIELD, VectorStore
 
 #: Payload fields the indexer owns (besides the catalog fields).
 HASH_FIELD = "content_hash"
@@ -170,13 +170,13 @@ class Indexer:
         version = self.embedder.joint_version
         if version is None:
             return
-        stale = [hit.item_id for hit in self.store.scroll(fields=["item_id", JOINT_FIELD])
-                 if hit.payload.get(JOINT_FIELD) != version]
+        stale = [hit.item_id for hit in self.store.scroll(fields=["item_id", JOINT_VERSION_FIELD])
+                 if hit.payload.get(JOINT_VERSION_FIELD) != version]
         for start in range(0, len(stale), 512):
             chunk = self.store.retrieve(stale[start:start + 512], with_vectors=["text", "image"])
             joint = self.embedder.joint_vectors(chunk)
             self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
-            self.store.set_payload([hit.item_id for hit in chunk], {JOINT_FIELD: version})
+            self.store.set_payload([hit.item_id for hit in chunk], {JOINT_VERSION_FIELD: version})
         report.joint_updated = len(stale)
 
 

@@ -21,6 +21,8 @@ import numpy as np
 DENSE_VECTORS = ("text", "image", "joint")
 #: Name of the sparse lexical (jieba / BM25-style) vector.
 SPARSE_VECTOR = "lexical"
+#: Payload field naming the joint space an item's joint vector came from.
+JOINT_VERSION_FIELD = "joint_version"
 
 #: ``True`` for every dense vector, ``False`` for none, or the names wanted (cheaper: a 1280-d
 #: image vector costs more to ship than the whole payload).

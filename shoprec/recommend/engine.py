@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..config import Settings
-from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
+from ..indexing.store import DENSE_VECTORS, JOINT_VERSION_FIELD, Hit, ItemFilter, VectorStore
 from ..results import Recommendation
 from . import reasons
 from .cf import Behaviour
@@ -71,7 +71,7 @@ class RecommendEngine:
         self.weights = settings.event_weights
         self.vector = settings.profile_vector
         self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days)
-        self.profiles = ProfileBook(self.events, self.vector, settings.half_life_days)
+        self.profiles = ProfileBook(self.events, self._space_key(), settings.half_life_days)
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
@@ -99,6 +99,26 @@ class RecommendEngine:
                     products=self._product_codes(),
                 )
             return self._behaviour
+
+    def _space_key(self) -> str:
+        """Which vector space profiles live in: the vector's name and, for the joint space, the
+        version the indexer stamped on the items. Retraining the joint space moves every item, so
+        profiles from the old space must be rebuilt from history, not reused."""
+        if self.vector != "joint":
+            return self.vector
+        first = next(iter(self.store.scroll(fields=[JOINT_VERSION_FIELD])), None)
+        version = first.payload.get(JOINT_VERSION_FIELD) if first is not None else None
+        return f"joint@{version}" if version else "joint"
+
+    def _ensure_profile(self, user_id: str) -> None:
+        """Rebuild a profile missing from the current space (the joint space was retrained, or
+        ``profile_vector`` changed) from the user's history before it is read."""
+        if self.profiles.get(user_id) is not None:
+            return
+        history = self._replay(user_id)
+        if history:
+            with self._behaviour_lock, self.events.transaction() as conn:
+                self.profiles.apply(conn, history)
 
     def _product_codes(self) -> dict[str, str]:
         """Product code of every item with events (colour variants share one), from the store."""
@@ -268,4 +288,5 @@ class RecommendEngine:
         _check_k(k)
         diversity = self._diversity(mmr)
         ctx = self._item(context_item, with_vectors=True) if context_item else None
+        self._ensure_profile(user_id)
         return self.feed.recommend(user_id, k, ctx, exclude_purchased, flt, diversity)

@@ -197,6 +197,19 @@ def complementary(
 
 
 @app.command()
+def delete(
+    item_ids: Annotated[list[str], typer.Argument(help="Item ids to remove from the index.")],
+    store: StoreOpt = None,
+) -> None:
+    """Remove items from the index (they stop being recommended at once)."""
+    with _service(store) as service:
+        removed = service.delete_items(item_ids)
+    console.print(f"deleted {removed} of {len(item_ids)} item(s)")
+    if removed < len(item_ids):
+        err_console.print("[yellow]ids not in the index were skipped[/yellow]")
+
+
+@app.command()
 def forget(user_id: str, store: StoreOpt = None) -> None:
     """Forget a user: their events and vector go, and stop influencing others."""
     with _service(store) as service:

@@ -67,6 +67,14 @@ def test_cli_errors_are_clear(cli_store, tmp_path) -> None:
     assert result.exit_code == 1 and "catalog not found" in result.output
 
 
+def test_delete_items(cli_store) -> None:
+    store, _ = cli_store
+    result = runner.invoke(app, ["delete", "mug-pink", "not-there", "--store", str(store)])
+    assert result.exit_code == 0 and "deleted 1 of 2" in result.output
+    result = runner.invoke(app, ["similar", "mug-pink", "--store", str(store)])
+    assert result.exit_code == 1 and "mug-pink" in result.output
+
+
 def test_forget_user(cli_store) -> None:
     store, _ = cli_store
     result = runner.invoke(app, ["forget", "u003", "--store", str(store)])

@@ -7,6 +7,11 @@ from typing import Any
 from pydantic import BaseModel
 
 
+def image_url(item_id: str, payload: dict[str, Any]) -> str | None:
+    """Where the web page and API clients fetch a product's photo (served by GET /images/{id})."""
+    return f"/images/{item_id}" if payload.get("image") else None
+
+
 class Recommendation(BaseModel):
     id: str
     score: float
@@ -24,6 +29,6 @@ class Recommendation(BaseModel):
             title=payload.get("title", item_id),
             category=payload.get("category"),
             price=payload.get("price"),
-            image_url=f"/images/{item_id}" if payload.get("image") else None,
+            image_url=image_url(item_id, payload),
             reason=reason,
         )

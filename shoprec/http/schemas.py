@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from shoprec.catalog import Product
 from shoprec.recommend.events import Event
-from shoprec.results import Recommendation
+from shoprec.results import Recommendation, image_url
 
 #: Catalog fields returned by GET /items/{id}; indexer bookkeeping (hashes, server paths) stays in.
 PUBLIC_ITEM_FIELDS = tuple(Product.model_fields)
@@ -83,11 +83,6 @@ class Health(BaseModel):
     status: str
     items: int | None = None
     detail: str | None = None
-
-
-def image_url(item_id: str, payload: dict[str, Any]) -> str | None:
-    """Same rule as ``Recommendation.from_payload``: a product with a photo has /images/{id}."""
-    return f"/images/{item_id}" if payload.get("image") else None
 
 
 def public_item(item_id: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -83,11 +83,15 @@ def index(
             typer.echo(json.dumps({"indexed": report.indexed, "unchanged": report.unchanged, "rejected": report.failed,
                                    "image_errors": len(report.image_errors), "deleted": report.deleted,
                                    "seconds": round(report.seconds, 2), "joint": report.joint_metrics,
+                                   "serving_space": report.serving_space,
                                    "errors_file": str(details)}))
         else:
             console.print(report.summary())
             if report.joint_metrics:
                 console.print(f"joint space: {report.joint_metrics}")
+            if report.serving_space:
+                console.print(f"profiles and the feed use the {report.serving_space['vector']} space: "
+                              f"{report.serving_space['reason']}")
             for err in (report.row_errors + report.image_errors)[:10]:
                 err_console.print(f"  [yellow]{err}[/yellow]")
             if report.row_errors or report.image_errors:
@@ -161,16 +165,55 @@ def events(
 
 
 @app.command()
+def users(
+    file: Annotated[Path, typer.Argument(help="Users file (.jsonl or .csv): user_id plus attributes such as age, "
+                                             "gender, region.")],
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Store registration attributes: new users get what shoppers of their segment buy."""
+    if not file.is_file():
+        _fail(f"file not found: {file}")
+    with _service(store) as service:
+        stored, errors = service.engine.add_users_file(file)
+        if as_json:
+            typer.echo(json.dumps({"stored": stored, "errors": [{"line": e.line, "reason": e.reason} for e in errors]}))
+        else:
+            console.print(f"{stored} users stored, {len(errors)} rejected")
+            for err in errors[:10]:
+                err_console.print(f"  [yellow]{err}[/yellow]")
+
+
+@app.command()
+def train(store: StoreOpt = None, as_json: JsonOpt = False,
+          label_days: Annotated[float, typer.Option(help="Days of each self-split label window.")] = 28.0) -> None:
+    """Learn the feed's ranker from this shop's events (time self-split); it serves only if it
+    beats the hand-tuned blend on its own validation window."""
+    from shoprec.recommend.ranking.training import TrainSettings
+
+    with _service(store) as service:
+        report = service.engine.train_ranker(TrainSettings(label_days=label_days), progress=not as_json)
+        if as_json:
+            typer.echo(json.dumps({"serves": report.serves, "reason": report.reason, "card": report.card}))
+            return
+        console.print(("[green]learned ranker serves[/green]: " if report.serves else
+                       "[yellow]the hand-tuned blend keeps serving[/yellow]: ") + report.reason)
+        for feature, gain in list((report.card.get("importances") or {}).items())[:12]:
+            console.print(f"  {feature:24s} {gain:.3f}")
+
+
+@app.command()
 def recommend(
     user_id: str, k: KOpt = 10,
     context_item: Annotated[Optional[str], typer.Option(help="Item the user is looking at.")] = None,
-    include_purchased: Annotated[bool, typer.Option(help="Allow items the user already bought.")] = False,
+    exclude_purchased: Annotated[bool, typer.Option(
+        help="Never offer items the user bought (by default the ranker decides whether buying again fits "
+             "this shop).")] = False,
     store: StoreOpt = None, as_json: JsonOpt = False,
     category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
 ) -> None:
-    """Personalised feed for USER_ID (new users get trending / context)."""
+    """Personalised feed for USER_ID (new users get their segment's favourites / trending / context)."""
     with _service(store) as service:
-        results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=not include_purchased,
+        results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=exclude_purchased,
                                     flt=_filter(category, min_price, max_price, in_stock))
         _print(results, as_json, f"for {user_id}")
 
@@ -260,15 +303,25 @@ def demo(
 def evaluate_command(
     catalog: Annotated[Path, typer.Option(help="Catalog file.")] = Path("../shared/data/hm/catalog.jsonl"),
     events_file: Annotated[Path, typer.Option("--events", help="Events file (purchases are scored).")] = Path("../shared/data/hm/events.jsonl"),
-    split: Annotated[str, typer.Option(help="time:YYYY-MM-DD (train before, test from) or leave-last.")] = "time:2020-06-01",
+    protocols: Annotated[str, typer.Option(
+        "--protocols", "--split",
+        help="Comma-separated: time:YYYY-MM-DD (train before, test from), replay:YYYY-MM-DD (each day predicted "
+             "from all before it), leave-last, items-cold (20% of items held out).")] = "time:2020-06-01",
     k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs.")] = "10,20,50",
-    baselines: Annotated[str, typer.Option(help="Comma-separated baselines to run beside shoprec.")] = "popularity,recent-popularity,item-knn,als,lightfm,content-knn,ncf",
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines to run beside shoprec.")] = (
+        "popularity,recent-popularity,popularity-7d,item-knn,als,lightfm,content-knn,ncf"),
     features: Annotated[str, typer.Option(help="Content features for hybrid baselines: shoprec | stand-in | none.")] = "shoprec",
     out: Annotated[Path, typer.Option(help="Report folder (report.md, results.json, plots).")] = Path("reports/eval"),
     seed: int = 0,
+    users_file: Annotated[Optional[Path], typer.Option("--users", help="User attributes (CSV/JSONL) for the "
+                                                                      "segment cold start.")] = None,
+    ncf_rerank: Annotated[bool, typer.Option(help="Also run shoprec reranked by NCF (doubles run time).")] = False,
+    leave_last_repeats: Annotated[bool, typer.Option(
+        help="leave-last: keep history items in the lists and repeat purchases as targets.")] = False,
+    replay_days: Annotated[Optional[int], typer.Option(help="replay: evaluate only the first N days.")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Offline evaluation of shoprec against baselines, with a report and plots."""
+    """Offline evaluation of shoprec against baselines, every protocol side by side, with a report."""
     from shoprec.evaluation.run import EvalOptions, run_evaluation
 
     if features not in ("shoprec", "stand-in", "none"):
@@ -277,12 +330,14 @@ def evaluate_command(
         ks = tuple(int(x) for x in k.split(",") if x.strip())
     except ValueError:
         _fail(f"--k must be comma-separated integers, not {k!r}")
-    for path in (catalog, events_file):
+    for path in (catalog, events_file, *([users_file] if users_file else [])):
         if not path.is_file():
             _fail(f"file not found: {path}")
-    options = EvalOptions(catalog=catalog, events=events_file, out=out, split=split, ks=ks,
+    options = EvalOptions(catalog=catalog, events=events_file, out=out,
+                          protocols=[p.strip() for p in protocols.split(",") if p.strip()], ks=ks,
                           baselines=[b.strip() for b in baselines.split(",") if b.strip()],
-                          features=features, seed=seed)
+                          features=features, seed=seed, users=users_file, ncf_rerank=ncf_rerank,
+                          leave_last_repeats=leave_last_repeats, replay_days=replay_days)
     settings = Settings(store=store) if store else Settings()
     try:
         report, _ = run_evaluation(options, settings)

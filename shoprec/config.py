@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     half_life_days: float = 30.0
     session_weight: float = 0.5
     cf_neighbours: int = 30
-    profile_vector: str = Field("joint", description="Named vector user profiles live in.")
+    profile_vector: str = Field(
+        "auto", description="Named vector profiles and the feed live in: 'auto' (the joint space where it was "
+        "trained on enough photos and beats text on the catalog's check, else text: indexing/serving_space.py), "
+        "'text', 'image' or 'joint'.")
     events_db: Path | None = Field(None, description="SQLite file of events (default: STORE/events.sqlite).")
     session_timeout_minutes: float = Field(
         30.0, description="The latest session steers the feed while it is younger than this.")
@@ -63,6 +66,18 @@ class Settings(BaseSettings):
     candidate_pool: int = Field(1000, description="ANN candidates the personalised feed reranks.")
     max_negatives: int = Field(20, description="Most recent dislikes used as recommend-query negatives.")
     new_arrival_days: float = Field(14.0, description="Items created this recently are 'new arrivals'.")
+
+    # --- ranking (recommend/ranking/) ------------------------------------------------------
+    ranker: str = Field("auto", description="'auto' (the learned model beside the store when it serves, "
+                        "else the hand-tuned blend) or 'blend'.")
+    ranker_dir: Path | None = Field(None, description="Folder of learned ranker versions [default: STORE/ranker].")
+    ranker_label_days: float = Field(28.0, description="Length of each self-split label window (training).")
+    ranker_retrain_events: int = Field(
+        5000, description="Retrain the ranker in the background after this many new events (0: never).")
+    group_attribute: str = Field("department", description="Catalog attribute that groups items for "
+                                 "'popular in your favourite department' (falls back to category).")
+    segment_attributes: str = Field("age,gender,region", description="User attributes that define a "
+                                    "segment (comma separated; ages in ten-year bands).")
 
     # --- rerank blend ---------------------------------------------------------------------
     blend_similarity: float = 1.0

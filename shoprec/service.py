@@ -124,7 +124,7 @@ class Shoprec:
     def complementary(self, item_ids: Sequence[str], k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
         return self.engine.complementary(list(item_ids), k=k, flt=flt)
 
-    def recommend(self, user_id: str, k: int = 10, context_item: str | None = None, exclude_purchased: bool = True,
+    def recommend(self, user_id: str, k: int = 10, context_item: str | None = None, exclude_purchased: bool = False,
                   flt: ItemFilter | None = None) -> list[Recommendation]:
         return self.engine.recommend_user(user_id, k=k, context_item=context_item,
                                           exclude_purchased=exclude_purchased, flt=flt)

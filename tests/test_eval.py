@@ -241,7 +241,8 @@ RUN_CATALOG = ["a", "b", "c", "x", "y"]
 
 
 def test_runner_numbers_by_hand() -> None:
-    results = evaluate({"pop": Popularity(), "knn": ItemKNN()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1, 2), progress=False)
+    results = evaluate({"pop": Popularity(), "knn": ItemKNN()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1, 2),
+                       progress=False, count_repeats=False)
     pop = results["methods"]["pop"]["next_purchase"]
     # Popularity order a (2 buyers), b, c (1 each, catalogue order).
     # u1: excl {a,b}, rel {c}, top-1 c -> 1; u2: excl {a}, rel {b,x}, top-1 b -> 1/2; u4 (cold): rel {a}, top-1 a -> 1
@@ -285,19 +286,35 @@ class _Spy:
 
 def test_runner_fits_on_train_only_and_enforces_exclusion() -> None:
     spy = _Spy()
-    results = evaluate({"spy": spy}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False)
+    results = evaluate({"spy": spy}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False, count_repeats=False)
     assert spy.fitted_on == RUN_TRAIN and not set(spy.fitted_on) & set(RUN_TEST)
     assert spy.excludes == {"u1": {"a", "b"}, "u2": {"a"}, "u4": set()}
     assert results["methods"]["spy"]["bought_together"] is None
     with pytest.raises(ValueError, match="excluded"):
-        evaluate({"leaky": _Spy(leak=True)}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False)
+        evaluate({"leaky": _Spy(leak=True)}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False,
+                 count_repeats=False)
     with pytest.raises(LeakageError):
         evaluate({"spy": _Spy()}, RUN_TRAIN + [RUN_TEST[0]], RUN_TEST, RUN_CATALOG, progress=False)
 
 
+def test_repeats_count_and_nothing_unknown_at_the_cut_may_be_offered() -> None:
+    offered = ["a", "b", "c"]  # x and y: no event before the cut
+    results = evaluate({"pop": Popularity()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1, 2), progress=False,
+                       offered_ids=offered, count_repeats=True)
+    pop = results["methods"]["pop"]["next_purchase"]
+    # Popularity [a, b]. u1 bought c (new to them): 0; u2 bought b (a repeat? no: new) and x: 1/2;
+    # u4 (cold) bought a: 1. Repeats are not excluded, so u1's list may hold a and b.
+    assert pop["all"]["recall@2"] == pytest.approx((0 + 0.5 + 1) / 3)
+    # new to user: u1's list without its own {a, b} is empty; u2 without {a} is [b]
+    assert pop["new_to_user"]["users"] == 3 and pop["new_to_user"]["recall@2"] == pytest.approx((0 + 0.5 + 1) / 3)
+    assert results["data"]["offered_items"] == 3
+    with pytest.raises(ValueError, match="not on offer"):  # the spy offers y, unknown at the cut
+        evaluate({"spy": _Spy()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False, offered_ids=offered)
+
+
 def test_report_writes_markdown_json_and_plots(tmp_path) -> None:
     results = evaluate({"pop": Popularity(), "knn": ItemKNN()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG,
-                       ks=(1, 2), progress=False, unavailable={"lightfm": "not installed"})
+                       ks=(1, 2), progress=False, unavailable={"lightfm": "not installed"}, count_repeats=False)
     report = write_report(results, tmp_path, title="tiny", notes=["seed 0"])
     text = report.read_text()
     assert "| pop | 0.8333" in text and "n/a" in text and "**lightfm**: not installed" in text

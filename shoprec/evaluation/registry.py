@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shoprec.evaluation.baselines import ALS, ContentKNN, ItemKNN, LightFMHybrid, Popularity
+from shoprec.evaluation.baselines import ALS, ContentKNN, ItemKNN, LightFMHybrid, Popularity, RandomItems
 from shoprec.evaluation.method import Method
 from shoprec.evaluation.ncf import NCF
 
@@ -25,6 +25,8 @@ class MethodConfig:
 METHODS: dict[str, MethodConfig] = {
     "popularity": MethodConfig(lambda seed: Popularity(), description="distinct buyers, all training time"),
     "recent-popularity": MethodConfig(lambda seed: Popularity(days=30), description="distinct buyers, last 30 days of training"),
+    "popularity-7d": MethodConfig(lambda seed: Popularity(days=7), description="distinct buyers, last 7 days of training"),
+    "random": MethodConfig(lambda seed: RandomItems(seed=seed), description="random items on offer (stable per user)"),
     "item-knn": MethodConfig(lambda seed: ItemKNN(neighbours=100), description="cosine over buyer vectors, 100 neighbours"),
     "als": MethodConfig(lambda seed: ALS(seed=seed), description="implicit ALS, 32 factors, alpha 10, 15 iterations"),
     "lightfm": MethodConfig(lambda seed: LightFMHybrid(seed=seed), description="LightFM WARP, id + content item features"),

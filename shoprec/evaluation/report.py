@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SEGMENT_LABELS = {
     "all": "all",
+    "new_to_user": "new to user",
     "warm_items": "warm items",
     "cold_items": "cold items",
     "cold_users": "cold users",
@@ -102,6 +103,56 @@ def plot_warm_cold(results: Mapping[str, Any], path: Path, metric: str) -> None:
     plt.close(fig)
 
 
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return NA
+    return f"{value / base:.2f}×"
+
+
+def _protocols_section(results: Mapping[str, Any], k0: int) -> list[str]:
+    """One table per protocol: every method's NDCG/recall@k beside popularity and the strongest
+    other method of the same run."""
+    protocols = results.get("protocols") or {}
+    if not protocols:
+        return []
+    lines = ["## Every protocol, side by side", ""]
+    serving = results.get("serving") or {}
+    if serving:
+        lines += [f"- Serving space: **{serving.get('space')}** ({serving.get('space_reason')}).", ""]
+    key = f"ndcg@{k0}"
+    for spec, block in protocols.items():
+        methods = {n: r for n, r in block["methods"].items() if r is not None}
+        if not methods:
+            continue
+        lines += [f"### {spec}", ""]
+        if block.get("data"):
+            lines += ["- " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in block["data"].items()) + ".", ""]
+
+        def value(name: str, metric: str = key, segment: str = "all") -> float | None:
+            seg = methods[name]["next_purchase"].get(segment)
+            return None if not seg else seg.get(metric)
+
+        pop = next((n for n in ("popularity", "random") if n in methods), None)
+        rows = []
+        for name in methods:
+            others = [value(n) for n in methods if n != name and value(n) is not None]
+            best_other = max(others) if others else None
+            rows.append([name, _fmt(value(name)), _fmt(value(name, f"recall@{k0}")),
+                         _fmt(value(name, key, "new_to_user")), _fmt(value(name, key, "cold_users")),
+                         _ratio(value(name), value(pop) if pop else None), _ratio(value(name), best_other)])
+        lines += _table(["method", key, f"recall@{k0}", f"{key} new to user", f"{key} cold users",
+                         f"× {pop or 'baseline'}", "× best other"], rows) + [""]
+        ranker = block.get("ranker")
+        if ranker:
+            lines.append(f"- shoprec's ranker: {'learned (serves)' if ranker.get('serves') else 'blend'} — "
+                         f"{ranker.get('reason')}.")
+            top = list((ranker.get("importances") or {}).items())[:10]
+            if top:
+                lines.append("- Feature importances (gain share): " + ", ".join(f"{f} {v:.3f}" for f, v in top) + ".")
+            lines.append("")
+    return lines
+
+
 def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str], images: Mapping[str, str]) -> str:
     ks = results["ks"]
     k0 = ks[0]
@@ -110,23 +161,21 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
     lines = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += [
-        f"- Train events {data['train_events']}, test events {data['test_events']}, catalogue {data['catalogue_items']} items.",
-        f"- Test users evaluated {data['test_users_evaluated']} (cold users {data['cold_users_evaluated']}); "
-        f"test items {data['test_items']} (cold {data['cold_test_items']}); bought-together pairs "
-        f"{data['bought_together_pairs']} (both items warm {data['bought_together_pairs_warm']}).",
+        "- Data: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in data.items()) + ".",
         f"- `{NA}`: the method cannot score that case (declared capability), not a zero.",
         "",
-        f"## Next purchase @ {k0}",
-        "",
     ]
+    lines += _protocols_section(results, k0)
+    lines += [f"## Next purchase @ {k0} ({results['run']['protocols'][0] if 'run' in results else 'first protocol'})",
+              ""]
     header = ["method"] + [f"{m}@{k0} {SEGMENT_LABELS[s]}" for m in ("recall", "ndcg") for s in SEGMENT_LABELS]
     rows = [
-        [name] + [_cell(res["next_purchase"][s], f"{m}@{k0}") for m in ("recall", "ndcg") for s in SEGMENT_LABELS]
+        [name] + [_cell(res["next_purchase"].get(s), f"{m}@{k0}") for m in ("recall", "ndcg") for s in SEGMENT_LABELS]
         for name, res in methods.items()
     ]
     lines += _table(header, rows)
     users_row = ["users"] + [
-        str(next((r["next_purchase"][s]["users"] for r in methods.values() if r["next_purchase"][s]), "—"))
+        str(next((r["next_purchase"][s]["users"] for r in methods.values() if r["next_purchase"].get(s)), "—"))
         for _ in ("recall", "ndcg") for s in SEGMENT_LABELS
     ]
     lines += ["| " + " | ".join(users_row) + " |", ""]
@@ -143,14 +192,14 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
 
     lines += ["## Catalogue coverage and novelty", ""]
     header = ["method"] + [f"coverage@{k}" for k in ks] + [f"novelty@{k}" for k in ks]
-    rows = [[name] + [_fmt(res["catalogue"][key]) for key in header[1:]] for name, res in methods.items()]
+    rows = [[name] + [_fmt(res["catalogue"].get(key)) for key in header[1:]] for name, res in methods.items()]
     lines += _table(header, rows) + [""]
 
     lines += ["## Bought together (hit rate of b in top-K of a, per held-out pair)", ""]
     header = ["method"] + [f"hit@{k} {seg}" for seg in ("all", "warm", "cold") for k in ks]
     rows = []
     for name, res in methods.items():
-        together = res["bought_together"]
+        together = res.get("bought_together")
         if together is None:
             rows.append([name] + [NA] * (len(header) - 1))
             continue
@@ -171,7 +220,8 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
         lines.append("")
 
     lines += ["## Run time (seconds)", ""]
-    rows = [[name, _fmt(res["seconds"]["fit"]), _fmt(res["seconds"]["evaluate"])] for name, res in methods.items()]
+    rows = [[name, _fmt(res["seconds"].get("fit")), _fmt(res["seconds"].get("evaluate"))]
+            for name, res in methods.items()]
     lines += _table(["method", "fit", "evaluate"], rows) + [""]
 
     if results.get("unavailable"):

@@ -1,11 +1,16 @@
 """Run every method over one split and measure next-purchase and bought-together quality.
 
 Next purchase: for each test user, the relevant set is the distinct items they bought in
-test minus what they had bought in training (those are excluded from every method's list,
-so counting them would only punish all methods equally). Metrics are split into segments
-that partition the (user, item) pairs:
+test. With ``count_repeats`` (the default, what a shop sees) buying an item again counts as a
+hit and nothing is excluded from any list; without it (the usual published leave-last
+protocol) the user's training items are excluded from every list and dropped from the
+targets. ``offered`` is the catalogue as it was at the cut: no method may return an item
+outside it (in a shop, an item nobody could see yet cannot be recommended; offering it would
+leak the answer). Segments:
 
 - ``all``: every test user, every relevant item (end to end: what a shop would see);
+- ``new_to_user``: the same lists with the user's training items removed, scored on the items
+  new to them (is the method more than "buy it again"?);
 - ``warm_items``: users known in training, relevant items also bought in training;
 - ``cold_items``: users known in training, relevant items nobody bought in training;
 - ``cold_users``: users with no training history.
@@ -35,7 +40,7 @@ from shoprec.evaluation.method import ItemFeatures, Method
 from shoprec.evaluation.split import bought_together_pairs, check_no_leakage
 
 DEFAULT_KS: tuple[int, ...] = (10, 20, 50)
-USER_SEGMENTS: tuple[str, ...] = ("all", "warm_items", "cold_items", "cold_users")
+USER_SEGMENTS: tuple[str, ...] = ("all", "new_to_user", "warm_items", "cold_items", "cold_users")
 PAIR_SEGMENTS: tuple[str, ...] = ("all", "warm", "cold")
 
 
@@ -47,18 +52,22 @@ class UserCase:
     exclude: frozenset[str]
     relevant: frozenset[str]
     cold_user: bool
+    history: frozenset[str] = frozenset()
 
 
-def user_cases(train: Sequence[Interaction], test: Sequence[Interaction]) -> list[UserCase]:
-    """Test users with at least one new purchase, sorted by id so runs are reproducible."""
+def user_cases(train: Sequence[Interaction], test: Sequence[Interaction],
+               count_repeats: bool = False) -> list[UserCase]:
+    """Test users with at least one relevant purchase, sorted by id so runs are reproducible.
+    Without ``count_repeats`` a user's training items are excluded and are not targets."""
     seen = items_by_user(train)
     bought = items_by_user(test)
     cases = []
     for user in sorted(bought):
-        exclude = frozenset(seen.get(user, ()))
-        relevant = frozenset(bought[user] - exclude)
+        history = frozenset(seen.get(user, ()))
+        relevant = frozenset(bought[user]) if count_repeats else frozenset(bought[user] - history)
         if relevant:
-            cases.append(UserCase(user, exclude, relevant, user not in seen))
+            cases.append(UserCase(user, frozenset() if count_repeats else history, relevant, user not in seen,
+                                  history))
     return cases
 
 
@@ -75,7 +84,8 @@ def _ranking_metrics(
     return out
 
 
-def _check_list(name: str, query: str, scored: Sequence[tuple[str, float]], k: int, forbidden: frozenset[str]) -> list[str]:
+def _check_list(name: str, query: str, scored: Sequence[tuple[str, float]], k: int, forbidden: frozenset[str],
+                offered: frozenset[str] | None = None) -> list[str]:
     """The contract every method must keep; breaking it would silently inflate its numbers."""
     ids = [item for item, _ in scored]
     if len(ids) > k:
@@ -85,22 +95,29 @@ def _check_list(name: str, query: str, scored: Sequence[tuple[str, float]], k: i
     leaked = forbidden.intersection(ids)
     if leaked:
         raise ValueError(f"{name}: returned excluded item(s) {sorted(leaked)[:3]} for {query!r}")
+    if offered is not None:
+        unknown = [i for i in ids if i not in offered]
+        if unknown:
+            raise ValueError(f"{name}: returned item(s) not on offer at the cut {unknown[:3]} for {query!r}")
     return ids
 
 
-def _next_purchase(
-    name: str, method: Method, cases: Sequence[UserCase], warm_items: frozenset[str], ks: Sequence[int], progress: bool
-) -> tuple[dict[str, Any], list[list[str]]]:
-    k_max = max(ks)
-    lists: list[list[str]] = []
-    for case in tqdm(cases, desc=f"{name}: users", disable=not progress, leave=False):
-        if case.cold_user and not method.can_score_cold_users:
-            lists.append([])
-            continue
-        scored = method.recommend(case.user_id, k_max, exclude=case.exclude)
-        lists.append(_check_list(name, case.user_id, scored, k_max, case.exclude))
+def ask(name: str, method: Method, case: UserCase, k: int, offered: frozenset[str] | None) -> list[str]:
+    """One checked list for one case (empty where the method cannot serve a cold user)."""
+    if case.cold_user and not method.can_score_cold_users:
+        return []
+    scored = method.recommend(case.user_id, k, exclude=case.exclude)
+    return _check_list(name, case.user_id, scored, k, case.exclude, offered)
 
+
+def score_lists(cases: Sequence[UserCase], lists: Sequence[list[str]], method: Method, warm_items: frozenset[str],
+                ks: Sequence[int]) -> dict[str, Any]:
+    """Metrics per segment for lists already asked for."""
     segments: dict[str, Any] = {"all": _ranking_metrics(lists, [c.relevant for c in cases], ks)}
+    fresh = [([i for i in r if i not in c.history], c.relevant - c.history) for c, r in zip(cases, lists)
+             if c.relevant - c.history]
+    segments["new_to_user"] = _ranking_metrics([f[0] for f in fresh], [f[1] for f in fresh], ks) if fresh \
+        else {"users": 0}
     capable = {
         "warm_items": True,
         "cold_items": method.can_score_cold_items,
@@ -126,7 +143,16 @@ def _next_purchase(
             segments[segment] = _ranking_metrics(chosen_lists, chosen_sets, ks)
         else:
             segments[segment] = {"users": 0}
-    return segments, lists
+    return segments
+
+
+def _next_purchase(
+    name: str, method: Method, cases: Sequence[UserCase], warm_items: frozenset[str], ks: Sequence[int], progress: bool,
+    offered: frozenset[str] | None = None,
+) -> tuple[dict[str, Any], list[list[str]]]:
+    lists = [ask(name, method, case, max(ks), offered)
+             for case in tqdm(cases, desc=f"{name}: users", disable=not progress, leave=False)]
+    return score_lists(cases, lists, method, warm_items, ks), lists
 
 
 def _bought_together(
@@ -168,12 +194,17 @@ def evaluate(
     item_features: ItemFeatures | None = None,
     progress: bool = True,
     unavailable: Mapping[str, str] | None = None,
+    offered_ids: Sequence[str] | None = None,
+    count_repeats: bool = True,
+    bought_together: bool = True,
 ) -> dict[str, Any]:
     """Fit each method on ``train`` only and score it on ``test``; a JSON-ready dict.
 
-    ``unavailable`` maps method names that could not be built to the reason, so the report
-    lists them instead of dropping them. Raises if the split leaks or a method breaks the
-    ``Method`` contract (too many, duplicate or excluded items).
+    ``offered_ids``: the catalogue on offer at the cut (default: every catalogue item); methods
+    are fitted on it (with ``item_features`` rows aligned to ``catalog_ids``, re-aligned here)
+    and may return nothing else. ``unavailable`` maps method names that could not be built to
+    the reason, so the report lists them instead of dropping them. Raises if the split leaks or
+    a method breaks the ``Method`` contract (too many, duplicate, excluded or unoffered items).
     """
     ks = tuple(sorted(set(ks)))
     if not ks or ks[0] < 1:
@@ -186,8 +217,14 @@ def evaluate(
 
     train_t, test_t = tuple(train), tuple(test)
     warm_items = frozenset(items_of(train_t))
-    cases = user_cases(train_t, test_t)
-    pairs = sorted(bought_together_pairs(test_t))
+    cases = user_cases(train_t, test_t, count_repeats)
+    pairs = sorted(bought_together_pairs(test_t)) if bought_together else []
+    offered_list = list(catalog_ids) if offered_ids is None else [i for i in catalog_ids if i in set(offered_ids)]
+    offered = None if offered_ids is None else frozenset(offered_list)
+    features = item_features
+    if item_features is not None and offered_ids is not None:
+        row = {item: i for i, item in enumerate(catalog_ids)}
+        features = item_features[[row[i] for i in offered_list]]
     buyers = Counter(item for items in items_by_user(train_t).values() for item in items)
     n_train_users = len(users_of(train_t))
 
@@ -196,6 +233,8 @@ def evaluate(
             "train_events": len(train_t),
             "test_events": len(test_t),
             "catalogue_items": len(catalog),
+            "offered_items": len(offered_list),
+            "count_repeats": count_repeats,
             "train_users": n_train_users,
             "test_users_evaluated": len(cases),
             "cold_users_evaluated": sum(c.cold_user for c in cases),
@@ -211,17 +250,17 @@ def evaluate(
     }
     for name, method in methods.items():
         started = time.perf_counter()
-        method.fit(train_t, list(catalog_ids), item_features)
+        method.fit(train_t, offered_list, features)
         fitted = time.perf_counter()
-        segments, lists = _next_purchase(name, method, cases, warm_items, ks, progress)
-        together = _bought_together(name, method, pairs, warm_items, ks, progress)
+        segments, lists = _next_purchase(name, method, cases, warm_items, ks, progress, offered)
+        together = _bought_together(name, method, pairs, warm_items, ks, progress) if pairs else None
         finished = time.perf_counter()
         results["methods"][name] = {
             "can_score_cold_items": bool(method.can_score_cold_items),
             "can_score_cold_users": bool(method.can_score_cold_users),
             "next_purchase": segments,
             "catalogue": {
-                **{f"coverage@{k}": metrics.catalogue_coverage(lists, len(catalog), k) for k in ks},
+                **{f"coverage@{k}": metrics.catalogue_coverage(lists, len(offered_list), k) for k in ks},
                 **{f"novelty@{k}": metrics.novelty([r for r in lists if r], buyers, n_train_users, k) for k in ks},
             },
             "bought_together": together,

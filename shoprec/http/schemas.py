@@ -83,6 +83,15 @@ class Health(BaseModel):
     status: str
     items: int | None = None
     detail: str | None = None
+    space: str | None = Field(None, description="Vector space profiles and the feed use.")
+    space_reason: str | None = None
+    ranker: str | None = Field(None, description="'blend' or 'lightgbm@VERSION'.")
+    ranker_reason: str | None = None
+
+
+class UsersReport(BaseModel):
+    stored: int
+    errors: list[BatchError]
 
 
 def public_item(item_id: str, payload: dict[str, Any]) -> dict[str, Any]:

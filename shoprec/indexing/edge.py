@@ -254,6 +254,7 @@ class EdgeStore:
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
         with_vectors: WithVectors = False,
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         shard = self._ready()
         dims = self._dims or {}
@@ -268,10 +269,30 @@ class EdgeStore:
         else:
             query = qe.Query.Nearest(q, using=vector_name)
         names = self._vector_names(with_vectors)
+        want = fetch_fields(fields)
         params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
         res = shard.query(qe.QueryRequest(limit=int(k), query=query, filter=edge_filter(flt), params=params,
-                                          with_payload=True, with_vector=names or False))
-        return [self._hit(r, names) for r in res]
+                                          with_payload=True if want is None else qe.PayloadSelector.Include(want), with_vector=names or False))
+        return [self._hit(r, names, fields) for r in res]
+
+    def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
+                    fields: Sequence[str] | None = None) -> list[list[Hit]]:
+        shard = self._ready()
+        if vector_name not in (self._dims or {}):
+            raise ValueError(f"unknown dense vector '{vector_name}' (have {sorted(self._dims or {})})")
+        if k <= 0 or len(vectors) == 0:
+            return [[] for _ in vectors]
+        want = fetch_fields(fields)
+        with_payload: Any = True if want is None else qe.PayloadSelector.Include(want)
+        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
+        requests = [qe.QueryRequest(limit=int(k), params=params, with_payload=with_payload, with_vector=False,
+                                    query=qe.Query.Nearest(np.asarray(v, dtype=np.float32).ravel().tolist(),
+                                                           using=vector_name))
+                    for v in vectors]
+        batch = shard.query_batch(qe.QueryBatchRequest(requests))
+        if fields is not None and not fields:  # ids and scores only: skip the general conversion
+            return [[Hit(str(r.payload.get("item_id", r.id)), float(r.score)) for r in res] for res in batch]
+        return [[self._hit(r, (), fields) for r in res] for res in batch]
 
     def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]:
         """BM25-style: stored TF weights times the IDF Edge keeps per term (Modifier.Idf)."""

@@ -147,6 +147,15 @@ class ProductEmbedder:
         return self.combine(text, image, has_image)
 
     # ------------------------------------------------------------------ the joint space
+    def joint_metrics(self) -> dict[str, Any] | None:
+        """How the catalog-aligned space was trained and how it did on held-out pairs; None when
+        no such space is fitted (a CLIP space brings its own training, not checked here)."""
+        if isinstance(self.joint, CatalogAlignedSpace) and self.joint.is_fitted:
+            return dict(self.joint.metrics)
+        if not isinstance(self.joint, CatalogAlignedSpace) and self.joint.is_fitted:
+            return {"n_train": 10**9, "kind": "pretrained"}
+        return None
+
     def joint_needs_training(self, store: VectorStore) -> bool:
         if not isinstance(self.joint, CatalogAlignedSpace):
             return False

@@ -24,6 +24,7 @@ from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
 from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
 from shoprec.indexing.embedder import ProductEmbedder
+from shoprec.indexing import serving_space
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import JOINT_VERSION_FIELD, VectorStore
 
@@ -66,6 +67,9 @@ class Indexer:
             report.deleted = len(stale)
         self._refresh_joint(report, progress, train=True)
         self.store.optimize()
+        choice = serving_space.choose(self.store, self.embedder.joint_metrics())
+        serving_space.save(Path(self.settings.store), choice)
+        report.serving_space = {"vector": choice.vector, "reason": choice.reason}
         report.seconds = time.perf_counter() - started
         return report
 

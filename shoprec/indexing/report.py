@@ -19,6 +19,7 @@ class IndexReport:
     image_errors: list[RowError] = field(default_factory=list)
     seconds: float = 0.0
     joint_metrics: dict[str, float] = field(default_factory=dict)
+    serving_space: dict[str, str] = field(default_factory=dict)  # vector + why (serving_space.py)
 
     @property
     def failed(self) -> int:

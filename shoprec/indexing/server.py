@@ -195,6 +195,7 @@ class ServerStore:
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
         with_vectors: WithVectors = False,
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         dims = self._ready()
         if vector_name not in dims:
@@ -208,10 +209,25 @@ class ServerStore:
             query = models.RecommendQuery(recommend=models.RecommendInput(
                 positive=[q], negative=negs, strategy=models.RecommendStrategy.BEST_SCORE))
         names = self._vector_names(with_vectors)
+        want = fetch_fields(fields)
         res = self.client.query_points(self.collection, query=query, using=vector_name,
                                        query_filter=server_filter(flt), limit=int(k),
-                                       with_payload=True, with_vectors=names or False)
-        return [self._hit(r, names) for r in res.points]
+                                       with_payload=True if want is None else want, with_vectors=names or False)
+        return [self._hit(r, names, fields) for r in res.points]
+
+    def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
+                    fields: Sequence[str] | None = None) -> list[list[Hit]]:
+        dims = self._ready()
+        if vector_name not in dims:
+            raise ValueError(f"unknown dense vector '{vector_name}' (have {sorted(dims)})")
+        if k <= 0 or len(vectors) == 0:
+            return [[] for _ in vectors]
+        want = fetch_fields(fields)
+        requests = [models.QueryRequest(query=np.asarray(v, dtype=np.float32).ravel().tolist(), using=vector_name,
+                                        limit=int(k), with_payload=True if want is None else want)
+                    for v in vectors]
+        results = self.client.query_batch_points(self.collection, requests=requests)
+        return [[self._hit(r, (), fields) for r in res.points] for res in results]
 
     def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]:
         """BM25-style: stored TF weights times the IDF Qdrant keeps per term (Modifier.IDF)."""

@@ -112,9 +112,16 @@ class VectorStore(Protocol):
         flt: ItemFilter | None = None,
         negatives: Sequence[np.ndarray] = (),
         with_vectors: WithVectors = False,
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         """Nearest items by cosine; with ``negatives`` it is a Qdrant recommend query
-        (best-score strategy) that pushes away from them."""
+        (best-score strategy) that pushes away from them. ``fields`` restricts the payload
+        shipped back (``["item_id"]`` when only ids and scores are needed)."""
+
+    def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
+                    fields: Sequence[str] | None = None) -> list[list[Hit]]:
+        """Several nearest-neighbour queries planned as one batch (the feed asks one per recent
+        history item); results in the order of ``vectors``."""
 
     def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]: ...
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..config import Settings
+from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, JOINT_VERSION_FIELD, Hit, ItemFilter, VectorStore
 from ..results import Recommendation
 from . import reasons
@@ -29,7 +30,10 @@ from .feed import Feed
 from .filters import narrowed
 from .popularity import Popularity
 from .profiles import ProfileBook, Update
+from .ranked_feed import RankedFeed
+from .ranking.training import TrainReport, TrainSettings
 from .rerank import mmr as mmr_select
+from .segments import Segments, UserError, UserRow, read_users
 
 __all__ = ["RecommendEngine", "UnknownItem"]
 
@@ -69,14 +73,20 @@ class RecommendEngine:
         path = events_path or settings.events_db or Path(settings.store) / "events.sqlite"
         self.events = EventStore(path)
         self.weights = settings.event_weights
-        self.vector = settings.profile_vector
+        self.space = serving_space.resolve(settings.profile_vector, Path(settings.store), store)
+        self.vector = self.space.vector
         self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days)
         self.profiles = ProfileBook(self.events, self._space_key(), settings.half_life_days)
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
         self._behaviour_lock = threading.RLock()
-        self.feed = Feed(store, settings, self.events, self.profiles, self.popularity, self._cf, self._now)
+        self.feed = Feed(store, settings, self.vector, self.events, self.profiles, self.popularity, self._cf,
+                         self._now)
+        self.segments = Segments(self.events, [a.strip() for a in settings.segment_attributes.split(",")])
+        self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
+        self._events_since_training = 0
+        self._training: threading.Thread | None = None
 
     def close(self) -> None:
         self.events.close()
@@ -200,6 +210,46 @@ class RecommendEngine:
                 for e, (_, category, *_) in zip(events, pop_rows):
                     self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category,
                                         reasons.product_code(hits[e.item_id].payload))
+            self.ranked.on_events(events, hits)
+        self._maybe_retrain(len(events))
+
+    # ------------------------------------------------------------------ ranker
+    def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
+        """Learn the feed's ranker from this shop's events (time self-split; see ranking/training.py).
+        The model serves only where it beat the hand-tuned blend on its validation window."""
+        report = self.ranked.train(settings, progress)
+        self._events_since_training = 0
+        return report
+
+    def _maybe_retrain(self, new_events: int) -> None:
+        """Retrain in a background thread once enough new events arrived (one at a time)."""
+        every = self.settings.ranker_retrain_events
+        self._events_since_training += new_events
+        if every <= 0 or self._events_since_training < every:
+            return
+        if self._training is not None and self._training.is_alive():
+            return
+        self._events_since_training = 0
+        self._training = threading.Thread(target=self.ranked.train, name="shoprec-ranker-training", daemon=True)
+        self._training.start()
+
+    def ranking_status(self) -> dict[str, Any]:
+        """Which space and ranker serve the feed, and why (for /health and reports)."""
+        return {"space": self.vector, "space_reason": self.space.reason, **self.ranked.status()}
+
+    # ------------------------------------------------------------------ users
+    def add_users(self, rows: Iterable[UserRow | UserError]) -> tuple[int, list[UserError]]:
+        """Store registration attributes; bad rows are returned with their line, the rest kept."""
+        good: list[UserRow] = []
+        errors: list[UserError] = []
+        for row in rows:
+            (errors.append if isinstance(row, UserError) else good.append)(row)
+        for start in range(0, len(good), 1000):
+            self.segments.upsert(good[start:start + 1000])
+        return len(good), errors
+
+    def add_users_file(self, path: Path) -> tuple[int, list[UserError]]:
+        return self.add_users(read_users(path))
 
     def _replay(self, user_id: str) -> list[Update]:
         """A user's stored positive events as profile updates, oldest first."""
@@ -218,9 +268,11 @@ class RecommendEngine:
             with self.events.transaction() as conn:
                 removed = conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)).fetchone()[0]
                 items = EventStore.delete_user(conn, user_id)
+                self.segments.forget(conn, user_id)
                 self.popularity.recount(conn, items)
                 EventStore.reset_clock(conn)
             self._behaviour = None  # rebuilt from the remaining events on next use
+            self.ranked.on_forget(user_id)
         self.events.checkpoint()
         return int(removed)
 
@@ -281,12 +333,29 @@ class RecommendEngine:
 
     # ------------------------------------------------------------------ personalised feed
     def recommend_user(self, user_id: str, k: int = 10, context_item: str | None = None,
-                       exclude_purchased: bool = True, flt: ItemFilter | None = None,
+                       exclude_purchased: bool = False, flt: ItemFilter | None = None,
                        mmr: float | None = None) -> list[Recommendation]:
-        """A user's feed (see feed.py). Users without positive history get a cold start: items
-        like ``context_item`` if given, else trending, then new arrivals."""
+        """A user's feed. A user with history gets the ranked multi-source feed (ranked_feed.py);
+        whether their purchases come back is the ranker's call unless ``exclude_purchased``. A
+        user without history gets items like ``context_item`` if given, else what their segment
+        buys (registration attributes), else trending, then new arrivals."""
         _check_k(k)
         diversity = self._diversity(mmr)
         ctx = self._item(context_item, with_vectors=True) if context_item else None
+        exclude = [ctx.item_id] if ctx is not None else []
+        if exclude_purchased:
+            exclude += [i for i, t, _ in self.events.user_items(user_id) if t == "purchase"]
+        if ctx is None or self.ranked.has_history(user_id):
+            out = self.ranked.recommend(user_id, k, exclude, flt, self._now(), diversity,
+                                        context=ctx.item_id if ctx is not None else None)
+            if len(out) < k:  # a young shop or a narrow filter: the newest items fill the feed
+                disliked = [i for i, t, _ in self.events.user_items(user_id) if t == "dislike"]
+                rest = narrowed(flt, exclude=[*exclude, *disliked, *(r.id for r in out)])
+                out += self.feed.new_arrivals(k - len(out), rest) if rest is not None else []
+            return out
         self._ensure_profile(user_id)
         return self.feed.recommend(user_id, k, ctx, exclude_purchased, flt, diversity)
+
+    def offer_only(self, item_ids: Iterable[str] | None) -> None:
+        """Limit what the feed may offer (None: everything indexed); see RankedFeed.offer_only."""
+        self.ranked.offer_only(item_ids)

@@ -30,8 +30,9 @@ ANCHOR_MIN_COSINE = 0.5
 
 
 class Feed:
-    def __init__(self, store: VectorStore, settings: Settings, events: EventStore, profiles: ProfileBook,
-                 popularity: Popularity, behaviour: Callable[[], Behaviour], now: Callable[[], float]) -> None:
+    def __init__(self, store: VectorStore, settings: Settings, vector: str, events: EventStore,
+                 profiles: ProfileBook, popularity: Popularity, behaviour: Callable[[], Behaviour],
+                 now: Callable[[], float]) -> None:
         self.store = store
         self.settings = settings
         self.events = events
@@ -39,7 +40,7 @@ class Feed:
         self.popularity = popularity
         self.behaviour = behaviour
         self.now = now
-        self.vector = settings.profile_vector
+        self.vector = vector
 
     def recommend(self, user_id: str, k: int, ctx: Hit | None, exclude_purchased: bool,
                   flt: ItemFilter | None, diversity: float) -> list[Recommendation]:

@@ -74,3 +74,14 @@ NEW_ARRIVAL = "new arrival"
 IN_CATALOG = "from the catalog"
 SHOPPERS_LIKE_YOU = "popular with shoppers like you"
 YOUR_TASTE = "matches your taste"
+
+
+def another_colour(anchor_title: str) -> str:
+    return f"another colour of {anchor_title} you bought"
+
+
+def popular_in(group: str | None) -> str:
+    return f"popular in {group} this week" if group else "popular this week"
+
+
+BUY_AGAIN = "buy again"

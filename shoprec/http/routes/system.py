@@ -26,7 +26,9 @@ def health(svc: Service) -> Response | Health:
         items = svc.count()
     except Exception as err:  # noqa: BLE001 - any store failure means "not ready", never a 500
         return JSONResponse(Health(status="unavailable", detail=str(err)).model_dump(), status_code=503)
-    return Health(status="ok", items=items)
+    ranking = svc.engine.ranking_status()
+    return Health(status="ok", items=items, space=ranking["space"], space_reason=ranking["space_reason"],
+                  ranker=ranking["ranker"], ranker_reason=ranking["why"])
 
 
 @router.get("/metrics", dependencies=READ, response_class=Response)

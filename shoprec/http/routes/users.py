@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
 
 from shoprec.http.auth import READ, WRITE
-from shoprec.http.deps import Filter, K, Service, UserId
-from shoprec.http.schemas import Forgotten, History, HistoryEntry, Results
+from shoprec.http.deps import Filter, HttpSettings, K, Service, UserId
+from shoprec.http.schemas import BatchError, Forgotten, History, HistoryEntry, Results, UsersReport
+from shoprec.recommend.segments import UserError, parse_user
 
 router = APIRouter(tags=["users"])
 
@@ -21,9 +23,11 @@ def recommendations(
     k: K = 10,
     context_item: Annotated[str | None, Query(max_length=256, description="Item being viewed now; "
                                               "steers the feed (and is the cold start seed).")] = None,
-    exclude_purchased: Annotated[bool, Query(description="Leave out items the user bought.")] = True,
+    exclude_purchased: Annotated[bool, Query(description="Never offer items the user bought (by default the "
+                                                         "ranker decides whether buying again fits).")] = False,
 ) -> Results:
-    """A user's feed. Users without history get a cold start (like context_item, else trending)."""
+    """A user's feed. Users without history get a cold start (like context_item, else what their
+    segment buys, else trending)."""
     return Results(results=svc.recommend(user_id, k=k, context_item=context_item or None,
                                          exclude_purchased=exclude_purchased, flt=flt))
 
@@ -44,3 +48,27 @@ def history(
 def forget(user_id: UserId, svc: Service) -> Forgotten:
     """Delete everything known about a user; what their events fed is recounted without them."""
     return Forgotten(user_id=user_id, events_removed=int(svc.forget_user(user_id)))
+
+
+@router.post("/users", response_model=UsersReport, dependencies=WRITE,
+             responses={422: {"description": "No user was stored (same body shape)."}})
+def add_users(
+    users: Annotated[list[Any], Body(description="Users: user_id plus attributes (age, gender, region, ...).",
+                                     examples=[[{"user_id": "u001", "age": 34, "region": "north"}]])],
+    svc: Service,
+    settings: HttpSettings,
+) -> Any:
+    """Registration attributes: a new user's first feed is what their segment buys. Each rejected
+    entry is reported with its 0-based position; the others are stored."""
+    if len(users) > settings.max_batch_items:
+        body = UsersReport(stored=0, errors=[BatchError(index=settings.max_batch_items, message=(
+            f"at most {settings.max_batch_items} users per request, got {len(users)}"))])
+        return JSONResponse(body.model_dump(), status_code=422)
+    rows = [parse_user(raw, i) for i, raw in enumerate(users)]
+    stored, errors = svc.engine.add_users(rows)
+    body = UsersReport(stored=stored, errors=[
+        BatchError(index=e.line, id=None, field=e.reason.split(":")[0] if ":" in e.reason else None,
+                   message=e.reason) for e in errors if isinstance(e, UserError)])
+    if stored == 0 and errors:
+        return JSONResponse(body.model_dump(), status_code=422)
+    return body

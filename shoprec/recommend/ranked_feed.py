@@ -1,0 +1,256 @@
+"""The personalised feed of a user with history: multi-source candidates, ranked.
+
+Wires the ranking pipeline (``ranking/``) to the live system: the item table is loaded from
+the vector store once and grows as new items show up (in events or in ANN results), the event
+log is loaded from the event store once and every ingested event is appended, the per-history
+ANN goes to Qdrant, and the ranker is the learned model beside the store when one serves, else
+the hand-tuned blend. Results come back with reasons naming the signal that won.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings
+from ..indexing.store import Hit, ItemFilter, VectorStore
+from ..results import Recommendation
+from . import reasons
+from .event_store import EventStore
+from .events import Event
+from .filters import matcher
+from .ranking.candidates import Neighbours
+from .ranking.pipeline import PipelineSettings, Ranked, RankingPipeline
+from .ranking.rankers import BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker, read_card
+from .ranking.state import EventLog, ItemTable, facts_from_payload
+from .rerank import mmr as mmr_select
+from .ranking.training import TrainReport, TrainSettings, train
+from .segments import Segments
+
+_FIELDS = ["item_id", "title", "category", "price", "attributes", "created_at"]
+
+
+class RankedFeed:
+    def __init__(self, store: VectorStore, settings: Settings, events: EventStore, vector: str,
+                 segments: Segments) -> None:
+        self.store = store
+        self.settings = settings
+        self.events = events
+        self.vector = vector
+        self.segments = segments
+        self.ranker_dir = settings.ranker_dir or Path(settings.store) / "ranker"
+        self._pipeline: RankingPipeline | None = None
+        self._ranker: Ranker | None = None
+        self._allowed_ids: frozenset[str] | None = None
+        self._allowed: tuple[int, np.ndarray] | None = None
+        self._lock = threading.RLock()
+        self.ranker_note = ""
+
+    # ------------------------------------------------------------------ state
+    def pipeline(self) -> RankingPipeline:
+        with self._lock:
+            if self._pipeline is None:
+                table = ItemTable()
+                for hit in self.store.scroll(fields=_FIELDS, with_vectors=[self.vector]):
+                    self._add_item(table, hit)
+                log = EventLog(self.settings.event_weights, self.settings.trending_half_life_days)
+                for r in self.events.scan("user_id, item_id, type, basket, ts, quantity, price"):
+                    log.add(r["user_id"], table.ensure(r["item_id"]), r["type"], r["ts"], r["basket"],
+                            r["quantity"], r["price"])
+                s = self.settings
+                self._pipeline = RankingPipeline(
+                    table, log, PipelineSettings(half_life_days=s.half_life_days, new_arrival_days=s.new_arrival_days,
+                                                 basket_weight=s.cooc_basket_weight, user_weight=s.cooc_user_weight,
+                                                 cf_neighbours=s.cf_neighbours,
+                                                 session_timeout_s=s.session_timeout_minutes * 60),
+                    neighbours=self._neighbours(table),
+                    segment_items=lambda user, now: self.segments.top_items(user, log, table, now))
+            return self._pipeline
+
+    def _add_item(self, table: ItemTable, hit: Hit) -> int:
+        return table.add(hit.item_id, facts_from_payload(hit.payload, hit.vectors.get(self.vector),
+                                                         self.settings.group_attribute))
+
+    def _neighbours(self, table: ItemTable) -> Neighbours:
+        """Per-history-item ANN in Qdrant; items the table has not met yet (indexed after it was
+        loaded) are fetched and added, so a new item is a candidate the moment it is indexed."""
+
+        def search(vectors: np.ndarray, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
+            out = []
+            for hits in self.store.search_many(self.vector, list(vectors), limit, fields=[]):
+                missing = [h.item_id for h in hits if h.item_id not in table.pos]
+                if missing:
+                    for h in self.store.retrieve(missing, with_vectors=[self.vector]):
+                        self._add_item(table, h)
+                out.append((np.array([table.ensure(h.item_id) for h in hits], dtype=np.int64),
+                            np.array([h.score for h in hits], dtype=np.float64)))
+            return out
+
+        return search
+
+    def on_events(self, events: Sequence[Event], hits: dict[str, Hit]) -> None:
+        """Append accepted events (their items' hits carry payloads and vectors)."""
+        with self._lock:
+            p = self._pipeline
+            if p is None:
+                return
+            for e in events:
+                code = p.table.pos.get(e.item_id)
+                if code is None:
+                    code = self._add_item(p.table, hits[e.item_id])
+                p.log.add(e.user_id, code, e.type, e.epoch, e.basket(), e.quantity, e.price)
+
+    def on_forget(self, user_id: str) -> None:
+        with self._lock:
+            if self._pipeline is not None:
+                self._pipeline.log.drop_user(user_id)
+
+    def offer_only(self, item_ids: Iterable[str] | None) -> None:
+        """Restrict what the feed may offer (None: the whole catalog). The evaluation uses it to
+        serve the catalogue as it was at the cut; a shop could use it for a live assortment."""
+        with self._lock:
+            self._allowed_ids = None if item_ids is None else frozenset(item_ids)
+            self._allowed = None
+
+    def _allowed_mask(self, table: ItemTable) -> np.ndarray | None:
+        if self._allowed_ids is None:
+            return None
+        if self._allowed is None or self._allowed[0] != len(table):
+            mask = np.zeros(len(table), dtype=bool)
+            for i in self._allowed_ids:
+                code = table.pos.get(i)
+                if code is not None:
+                    mask[code] = True
+            self._allowed = (len(table), mask)
+        return self._allowed[1]
+
+    # ------------------------------------------------------------------ ranker
+    def ranker(self) -> Ranker:
+        with self._lock:
+            if self._ranker is None:
+                learned = None if self.settings.ranker == "blend" else LearnedRanker.load(self.ranker_dir)
+                if learned is not None:
+                    self._ranker, self.ranker_note = learned, f"learned ranker {learned.version}"
+                else:
+                    card = read_card(self.ranker_dir)
+                    why = ("SHOPREC_RANKER=blend" if self.settings.ranker == "blend"
+                           else (card or {}).get("reason", "no ranker trained yet (shoprec train)"))
+                    self._ranker, self.ranker_note = self.blend(), f"hand-tuned blend: {why}"
+            return self._ranker
+
+    def blend(self) -> BlendRanker:
+        """The hand-tuned blend; the live session's pull follows ``session_weight``."""
+        return BlendRanker({**BLEND_WEIGHTS, "sim_session": 3.0 * self.settings.session_weight})
+
+    def train(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
+        """Train on the shop's events, save the model card (and the model when it serves) and
+        switch to it at once."""
+        with self._lock:
+            pipeline = self.pipeline()
+        report = train(pipeline, settings or TrainSettings(label_days=self.settings.ranker_label_days),
+                       progress=progress)
+        report.card["reason"] = report.reason
+        if report.ranker is not None:
+            report.ranker.card = report.card
+            report.ranker.save(self.ranker_dir)
+        with self._lock:
+            self._ranker = None
+        return report
+
+    def status(self) -> dict[str, Any]:
+        ranker = self.ranker()
+        card = read_card(self.ranker_dir) or {}
+        return {"ranker": ranker.name, "why": self.ranker_note, "validation": card.get("validation"),
+                "trained_at": card.get("trained_at")}
+
+    # ------------------------------------------------------------------ the feed
+    def has_history(self, user_id: str) -> bool:
+        p = self.pipeline()
+        return not p.log.history(user_id).positive().empty
+
+    def recommend(self, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
+                  now: float, diversity: float = 0.0, context: str | None = None) -> list[Recommendation]:
+        p = self.pipeline()
+        with self._lock:
+            allowed = self._allowed_mask(p.table)
+        excluded = {p.table.pos[i] for i in exclude if i in p.table.pos}
+        ctx_code = p.table.pos.get(context) if context else None
+        # The learned ranker knows shoppers with history; a newcomer is ranked by the cold blend
+        # (long-run best sellers, their segment's favourites, new arrivals).
+        ranker = self.ranker() if self.has_history(user_id) else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
+        ranked = p.rank(user_id, now, max(200, 20 * k), ranker, allowed=allowed, exclude=excluded,
+                        context_item=ctx_code)
+        if diversity > 0 and len(ranked) > k:
+            pool = ranked[: max(4 * k, 50)]
+            scores = np.array([r.score for r in pool])
+            span = float(scores.max() - scores.min()) or 1.0
+            chosen = mmr_select((scores - scores.min()) / span, p.table.matrix()[[r.code for r in pool]], k, diversity)
+            ranked = [pool[i] for i in chosen] + [r for i, r in enumerate(pool) if i not in set(chosen)]
+        return self._materialise(p, user_id, ranked, k, flt, now)
+
+    def _materialise(self, p: RankingPipeline, user_id: str, ranked: list[Ranked], k: int,
+                     flt: ItemFilter | None, now: float) -> list[Recommendation]:
+        """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
+        ok = matcher(flt)
+        out: list[Recommendation] = []
+        page = max(2 * k, 20)
+        history = p.log.history(user_id).positive()
+        kinds: dict[str, set[str]] = {}
+        for item, kind, _ in self.events.user_items(user_id):
+            kinds.setdefault(item, set()).add(kind)
+        for start in range(0, len(ranked), page):
+            chunk = ranked[start:start + page]
+            hits = {h.item_id: h for h in self.store.retrieve([p.table.ids[r.code] for r in chunk])}
+            for r in chunk:
+                h = hits.get(p.table.ids[r.code])
+                if h is not None and ok(h.item_id, h.payload):
+                    out.append(Recommendation.from_payload(h.item_id, r.score, h.payload,
+                                                           self._reason(p, r, h, history, kinds, now)))
+                    if len(out) == k:
+                        return out
+            page = min(4 * page, 2000)
+        return out
+
+    def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: Any, kinds: dict[str, set[str]],
+                now: float) -> str:
+        source = r.reason_source
+        t = p.table
+        if source == "rebuy" or hit.item_id in kinds:
+            strongest = reasons.strongest(kinds.get(hit.item_id, {"purchase"}) - {"dislike"} or {"view"})
+            return reasons.BUY_AGAIN if strongest == "purchase" else reasons.yours(strongest)
+        if source == "variant":
+            mine = [c for c in t.variants(r.code) if c in set(history.items.tolist())]
+            return reasons.another_colour(self._title(t.ids[mine[-1]])) if mine else reasons.BUY_AGAIN
+        if source in ("new", "similar") and reasons.is_new(hit.payload, now, self.settings.new_arrival_days) \
+                and not (r.code < len(p.log.windows(now, len(t), t).all_time)
+                         and p.log.windows(now, len(t), t).all_time[r.code] > 0):
+            return reasons.NEW_ARRIVAL
+        recent = list(dict.fromkeys(history.items[::-1].tolist()))[:10]
+        if source == "co_bought" and recent:
+            anchor = p.copurchase().best_anchor(r.code, recent)
+            if anchor is not None:
+                return reasons.bought_with(self._title(t.ids[anchor]))
+        if source in ("similar", "co_bought") and recent:
+            m = t.matrix()
+            cos = m[recent] @ m[r.code]
+            best = int(np.argmax(cos))
+            if cos[best] >= 0.5:
+                anchor = t.ids[recent[best]]
+                verb = reasons.strongest(kinds.get(anchor, {"view"}) - {"dislike"} or {"view"})
+                return reasons.similar_to_yours(self._title(anchor), verb)
+        if source == "group_trending":
+            group = t.groups.keys[int(t.group[r.code])] if t.group[r.code] >= 0 else hit.payload.get("category")
+            return reasons.popular_in(group)
+        if source in ("segment", "shoppers"):
+            return reasons.SHOPPERS_LIKE_YOU
+        if source == "new" and reasons.is_new(hit.payload, now, self.settings.new_arrival_days):
+            return reasons.NEW_ARRIVAL
+        return reasons.trending(hit.payload)
+
+    def _title(self, item_id: str) -> str:
+        found = self.store.retrieve([item_id])
+        return reasons.title(found[0].payload, item_id) if found else item_id

@@ -1,0 +1,311 @@
+"""Candidate generators: each proposes items for one user from one kind of evidence.
+
+One small interface (``CandidateSource.generate(ctx, limit) -> {item code: score}``), one
+class per source, every result tagged by the source's ``name`` so the ranker sees where a
+candidate came from and the reason can say why it was shown. Sources:
+
+- ``rebuy``: the user's own items, weighted by recency (shops with repeat buying learn this);
+- ``variant``: other colours of products the user bought or liked (``product_code``);
+- ``similar``: nearest neighbours of each recent history item in the serving space, the max
+  over items (a mean vector of a varied history points at nothing in particular);
+- ``co_bought``: items bought in the same baskets / by the same shoppers as the user's items;
+- ``shoppers``: what the most similar shoppers (user-kNN over behaviour) went for;
+- ``trending``: best sellers of the last week, decayed and all-time;
+- ``group_trending``: best sellers of the last 30 days in the user's favourite groups
+  (department, or category where the catalog has none);
+- ``segment``: best sellers among shoppers of the user's segment (registration attributes);
+- ``new``: recently created / first-seen items near the user's taste (cold items have no
+  behaviour, so only content can surface them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .state import ItemTable, UserHistory, Windows, history_weights, per_item, recent_distinct
+
+_DAY = 86400.0
+
+#: vectors (m, d) -> for each row, (item codes, cosines) of its nearest items, best first.
+Neighbours = Callable[[np.ndarray, int], list[tuple[np.ndarray, np.ndarray]]]
+#: item codes -> (item codes, scores) co-bought with them.
+CoBought = Callable[[Sequence[int], int], tuple[np.ndarray, np.ndarray]]
+#: user code -> (item codes, votes) of similar shoppers.
+ShoppersLike = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class UserContext:
+    """Everything a source or the feature builder may read about one request."""
+
+    user_id: str
+    now: float
+    history: UserHistory            # positive events, oldest first
+    disliked: set[int]
+    table: ItemTable
+    windows: Windows
+    half_life_days: float = 30.0
+    allowed: np.ndarray | None = None   # bool mask over item codes: the catalogue as offered
+    segment_items: np.ndarray | None = None  # item codes best sold in the user's segment
+    user_code: int | None = None
+    session: list[int] = field(default_factory=list)  # items of the live session (empty if none)
+    recent: list[int] = field(default_factory=list)
+    own: dict[int, float] = field(default_factory=dict)  # item code -> decayed weight
+
+    def __post_init__(self) -> None:
+        if not self.recent:
+            self.recent = recent_distinct(self.history, 10)
+        if not self.own and not self.history.empty:
+            self.own = per_item(self.history.items, history_weights(self.history, self.now, self.half_life_days))
+
+    def ok(self, codes: np.ndarray) -> np.ndarray:
+        """Mask of codes that may be offered (inside the allowed catalogue, not disliked)."""
+        keep = np.ones(len(codes), dtype=bool)
+        if self.allowed is not None:
+            inside = codes < len(self.allowed)
+            keep &= inside
+            keep[inside] &= self.allowed[codes[inside]]
+        if self.disliked:
+            keep &= ~np.isin(codes, list(self.disliked))
+        return keep
+
+
+class CandidateSource(Protocol):
+    name: str
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]: ...
+
+
+def _top(codes: np.ndarray, scores: np.ndarray, ctx: UserContext, limit: int,
+         positive_only: bool = True) -> dict[int, float]:
+    keep = ctx.ok(codes) & (scores > 0) if positive_only else ctx.ok(codes)
+    codes, scores = codes[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return {int(c): float(s) for c, s in zip(codes[order], scores[order])}
+
+
+class Rebuy:
+    name = "rebuy"
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        if not ctx.own:
+            return {}
+        codes = np.fromiter(ctx.own, dtype=np.int64)
+        return _top(codes, np.fromiter(ctx.own.values(), dtype=np.float64), ctx, limit)
+
+
+class Variants:
+    name = "variant"
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        scores: dict[int, float] = {}
+        for item, w in ctx.own.items():
+            for v in ctx.table.variants(item):
+                if v not in ctx.own:
+                    scores[v] = max(scores.get(v, 0.0), w)
+        if not scores:
+            return {}
+        return _top(np.fromiter(scores, dtype=np.int64), np.fromiter(scores.values(), dtype=np.float64), ctx, limit)
+
+
+class Similar:
+    """Per-history-item ANN; a candidate's score is the best cosine to a recent item, scaled
+    down slightly with how far back that item is (the last items carry most intent)."""
+
+    name = "similar"
+
+    def __init__(self, neighbours: Neighbours, per_item: int = 100, recency: float = 0.97) -> None:
+        self.neighbours = neighbours
+        self.per_item = per_item
+        self.recency = recency
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        anchors = [c for c in ctx.recent if c < len(ctx.table)]
+        if not anchors:
+            return {}
+        vecs = ctx.table.matrix()[anchors]
+        has = np.linalg.norm(vecs, axis=1) > 0
+        if not has.any():
+            return {}
+        anchors = [a for a, h in zip(anchors, has) if h]
+        scores: dict[int, float] = {}
+        mine = set(anchors)  # the user's own items are the rebuy source's business
+        for rank, (codes, sims) in enumerate(self.neighbours(vecs[has], self.per_item)):
+            factor = self.recency ** rank
+            for c, s in zip(codes.tolist(), sims.tolist()):
+                # scores are kept above 0 (a source's 0 means "not proposed"); a far neighbour in
+                # a tiny catalog still counts as one
+                value = max(s * factor, 1e-6)
+                if c not in mine and value > scores.get(c, 0.0):
+                    scores[c] = value
+        if not scores:
+            return {}
+        return _top(np.fromiter(scores, dtype=np.int64), np.fromiter(scores.values(), dtype=np.float64), ctx, limit)
+
+
+class CoBoughtSource:
+    name = "co_bought"
+
+    def __init__(self, co_bought: CoBought) -> None:
+        self.co_bought = co_bought
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        if not ctx.recent:
+            return {}
+        codes, scores = self.co_bought(ctx.recent[:20], 2 * limit)
+        return _top(np.asarray(codes, dtype=np.int64), np.asarray(scores, dtype=np.float64), ctx, limit)
+
+
+class Shoppers:
+    name = "shoppers"
+
+    def __init__(self, shoppers_like: ShoppersLike, neighbours: int = 30) -> None:
+        self.shoppers_like = shoppers_like
+        self.neighbours = neighbours
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        if ctx.user_code is None:
+            return {}
+        codes, votes = self.shoppers_like(ctx.user_code, self.neighbours, 2 * limit)
+        return _top(codes, votes, ctx, limit)
+
+
+class Trending:
+    name = "trending"
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        w = ctx.windows
+        out: dict[int, float] = {}
+        for name in ("last_7d", "decayed", "all_time"):
+            pop = getattr(w, name)
+            best = w.best.get(name)
+            if best is None or not len(best):
+                continue
+            codes = best[ctx.ok(best)][: max(1, limit // 3)]
+            for c, s in zip(codes.tolist(), (pop[codes] / pop[best[0]]).tolist()):
+                out[c] = max(out.get(c, 0.0), s)
+        return out
+
+
+class GroupTrending:
+    """Best sellers of the user's favourite groups, shared out by how much of the user's
+    (decayed) weight each group holds."""
+
+    name = "group_trending"
+
+    def __init__(self, groups: int = 3) -> None:
+        self.groups = groups
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        if not ctx.own:
+            return {}
+        by_group: dict[int, float] = {}
+        group = ctx.table.group
+        for item, w in ctx.own.items():
+            g = int(group[item])
+            if g >= 0:
+                by_group[g] = by_group.get(g, 0.0) + w
+        total = sum(by_group.values()) or 1.0
+        out: dict[int, float] = {}
+        for g, w in sorted(by_group.items(), key=lambda x: -x[1])[: self.groups]:
+            share = w / total
+            codes = ctx.windows.group_pop_30d.get(g)
+            if codes is None or not len(codes):
+                continue
+            n = max(5, int(round(limit * share)))
+            codes = codes[ctx.ok(codes)][:n]
+            for rank, c in enumerate(codes.tolist()):
+                out[c] = max(out.get(c, 0.0), share / (1.0 + rank))
+        return out
+
+
+class Segment:
+    name = "segment"
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        if ctx.segment_items is None or not len(ctx.segment_items):
+            return {}
+        codes = ctx.segment_items[ctx.ok(ctx.segment_items)][:limit]
+        return {int(c): 1.0 / (1.0 + r) for r, c in enumerate(codes.tolist())}
+
+
+class NewArrivals:
+    """Items created (or first seen) within ``days``, ranked by cosine to the user's recent
+    items; with no history, by creation time."""
+
+    name = "new"
+
+    def __init__(self, days: float = 14.0) -> None:
+        self.days = days
+
+    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+        t = ctx.table
+        n = len(t)
+        created = t.created[:n]
+        first = ctx.windows.first_seen
+        first = np.concatenate([first, np.full(max(0, n - len(first)), np.nan)])[:n]
+        since = np.where(np.isnan(created), first, created)
+        fresh = np.flatnonzero((since >= ctx.now - self.days * _DAY) & (since <= ctx.now))
+        if len(fresh) == 0:
+            return {}
+        fresh = fresh[ctx.ok(fresh)]
+        if len(fresh) == 0:
+            return {}
+        anchors = [c for c in ctx.recent[:5] if c < n]
+        if anchors:
+            m = t.matrix()
+            scores = (m[fresh] @ m[anchors].T).max(axis=1)
+        else:
+            scores = 1.0 / (1.0 + (ctx.now - since[fresh]) / _DAY)
+        return _top(fresh, scores.astype(np.float64), ctx, limit)
+
+
+def default_sources(neighbours: Neighbours, co_bought: CoBought, shoppers_like: ShoppersLike,
+                    new_arrival_days: float, cf_neighbours: int = 30) -> list[CandidateSource]:
+    return [Rebuy(), Variants(), Similar(neighbours), CoBoughtSource(co_bought), Shoppers(shoppers_like, cf_neighbours),
+            Trending(), GroupTrending(), Segment(), NewArrivals(new_arrival_days)]
+
+
+#: How many candidates each source may propose (about 500 per user in all on H&M; wider pools
+#: raised candidate recall from 265 to 350 of 1,422 reachable test purchases).
+DEFAULT_LIMITS: Mapping[str, int] = {
+    "rebuy": 60, "variant": 60, "similar": 300, "co_bought": 60, "shoppers": 60, "trending": 90,
+    "group_trending": 90, "segment": 30, "new": 30,
+}
+
+
+def exact_neighbours(table: ItemTable, allowed: np.ndarray | None = None) -> Neighbours:
+    """Brute-force cosine search over the table's vectors: training, tests and small shops."""
+
+    def search(vectors: np.ndarray, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        m = table.matrix()
+        sims = vectors.astype(np.float32) @ m.T
+        if allowed is not None:
+            mask = np.zeros(len(m), dtype=bool)
+            mask[: min(len(allowed), len(m))] = allowed[: len(m)]
+            sims[:, ~mask] = -np.inf
+        out = []
+        for row in sims:
+            k = min(limit, len(row))
+            top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            top = top[np.argsort(-row[top], kind="stable")]
+            top = top[np.isfinite(row[top])]
+            out.append((top.astype(np.int64), row[top].astype(np.float64)))
+        return out
+
+    return search
+
+
+def generate(sources: Sequence[CandidateSource], ctx: UserContext,
+             limits: Mapping[str, int] = DEFAULT_LIMITS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """All sources' candidates merged: (item codes, {source name: score per candidate, 0 if the
+    source did not propose it})."""
+    proposed = {s.name: s.generate(ctx, limits.get(s.name, 50)) for s in sources}
+    codes = np.fromiter(dict.fromkeys(c for p in proposed.values() for c in p), dtype=np.int64)
+    scores = {name: np.array([p.get(int(c), 0.0) for c in codes], dtype=np.float64)
+              for name, p in proposed.items()}
+    return codes, scores

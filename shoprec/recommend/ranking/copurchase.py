@@ -1,0 +1,114 @@
+"""Co-purchase as of a moment: items bought in the same baskets or by the same shoppers.
+
+Built from the event log's cart/purchase rows strictly before ``before`` (serving passes
+"now"; training passes its cut, so a label can never teach the feature). Two binary sparse
+matrices, baskets x items and shoppers x items; the score of item j for query items Q is
+``basket_weight * |baskets with j and some q| + user_weight * |shoppers with j and some q|``,
+computed as two sparse mat-vecs (no pair table to keep up to date).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .state import EventLog
+
+
+class CoPurchase:
+    def __init__(self, log: EventLog, n_items: int, before: float = np.inf,
+                 basket_weight: float = 1.0, user_weight: float = 0.3) -> None:
+        basket, user, item, ts = log.basket_arrays()
+        keep = ts < before
+        basket, user, item = basket[keep], user[keep], item[keep]
+        self.n_items = n_items
+        self.weights = (basket_weight, user_weight)
+        self.matrices = [self._binary(rows, item, n_items) for rows in (basket, user)]
+        self._users = self._interactions(log, n_items, before)
+
+    @staticmethod
+    def _interactions(log: EventLog, n_items: int, before: float) -> sp.csr_array:
+        """users x items, summed positive event weights, rows scaled to unit length (cosine)."""
+        user, item, weight, ts = log.arrays()
+        keep = (ts < before) & (weight > 0) & (item < n_items)
+        n_users = len(log.users)
+        m = sp.csr_array((weight[keep].astype(np.float32), (user[keep], item[keep])), shape=(n_users, n_items))
+        m.sum_duplicates()
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return sp.csr_array(sp.diags_array(inv.astype(np.float32)) @ m)
+
+    def shoppers_like(self, user: int, neighbours: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """User-kNN: items of the ``neighbours`` most similar shoppers, weighted by similarity."""
+        m = self._users
+        if not 0 <= user < m.shape[0] or m.indptr[user] == m.indptr[user + 1]:
+            return np.zeros(0, np.int64), np.zeros(0)
+        sims = np.asarray(m @ m[[user]].T.toarray()).ravel()
+        sims[user] = 0.0
+        n = int(min(neighbours, (sims > 0).sum()))
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        top = np.argpartition(-sims, n - 1)[:n]
+        votes = np.asarray(m[top].T @ sims[top]).ravel()
+        votes[m.indices[m.indptr[user]:m.indptr[user + 1]]] = 0.0  # their own items are rebuy's business
+        k = int(min(limit, (votes > 0).sum()))
+        if k == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        best = np.argpartition(-votes, k - 1)[:k]
+        best = best[np.argsort(-votes[best], kind="stable")]
+        return best.astype(np.int64), votes[best].astype(np.float64)
+
+    @staticmethod
+    def _binary(rows: np.ndarray, cols: np.ndarray, n_items: int) -> sp.csr_array:
+        if len(rows) == 0:
+            return sp.csr_array((0, n_items), dtype=np.float32)
+        keys, inverse = np.unique(rows, return_inverse=True)
+        m = sp.csr_array((np.ones(len(cols), np.float32), (inverse, cols)), shape=(len(keys), n_items))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def scores(self, query: Sequence[int], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item codes, scores) most co-bought with ``query``, best first, query items excluded."""
+        q = np.zeros(self.n_items, dtype=np.float32)
+        codes = [c for c in query if 0 <= c < self.n_items]
+        if not codes:
+            return np.zeros(0, np.int64), np.zeros(0)
+        q[codes] = 1.0
+        total = np.zeros(self.n_items, dtype=np.float64)
+        for m, w in zip(self.matrices, self.weights):
+            if w == 0 or m.shape[0] == 0:
+                continue
+            hits = m @ q
+            rows = np.flatnonzero(hits)
+            if len(rows):
+                total += w * (m[rows].T @ np.minimum(hits[rows], 1.0))
+        total[codes] = 0.0
+        n = int(min(limit, (total > 0).sum()))
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        top = np.argpartition(-total, n - 1)[:n]
+        top = top[np.argsort(-total[top], kind="stable")]
+        return top.astype(np.int64), total[top]
+
+    def best_anchor(self, item: int, anchors: Sequence[int]) -> int | None:
+        """Which of ``anchors`` was most often bought with ``item`` (for "often bought with Y")."""
+        if not 0 <= item < self.n_items:
+            return None
+        best, best_score = None, 0.0
+        for m, w in zip(self.matrices, self.weights):
+            if w == 0 or m.shape[0] == 0:
+                continue
+            col = m[:, [item]].toarray().ravel()
+            rows = np.flatnonzero(col)
+            if not len(rows):
+                continue
+            sub = m[rows]
+            for a in anchors:
+                if 0 <= a < self.n_items and a != item:
+                    score = w * float(sub[:, [a]].sum())
+                    if score > best_score:
+                        best, best_score = a, score
+        return best

@@ -1,0 +1,116 @@
+"""Features of (user, candidate) pairs: what the ranker learns from.
+
+One row per candidate, columns named in ``FEATURES`` (the model file records them, so a model
+trained with another list is refused rather than misread). Missing values are NaN: LightGBM
+learns a direction for them, and the blend treats them as zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .candidates import UserContext
+
+_DAY = 86400.0
+
+SOURCE_FEATURES = ("src_rebuy", "src_variant", "src_similar", "src_co_bought", "src_shoppers", "src_trending",
+                   "src_group_trending", "src_segment", "src_new")
+
+FEATURES: tuple[str, ...] = (
+    *SOURCE_FEATURES,
+    "n_sources",
+    # the user's own relation to the item
+    "own_weight", "days_since_own", "variant_weight",
+    # content similarity in the serving space
+    "sim_max", "sim_mean", "sim_last", "sim_profile", "sim_session", "sim_disliked",
+    # popularity and its trend
+    "pop_all", "pop_decayed", "pop_7d", "pop_30d", "pop_trend", "days_since_sold", "item_age_days",
+    # taste and budget
+    "category_affinity", "group_affinity", "price_ratio",
+    # the user
+    "user_events", "user_items", "days_since_user_last",
+)
+
+
+def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -> np.ndarray:
+    """The feature matrix (len(codes) x len(FEATURES)), float32."""
+    n = len(codes)
+    t, w, h = ctx.table, ctx.windows, ctx.history
+    cols: dict[str, np.ndarray] = {}
+    for name in SOURCE_FEATURES:
+        cols[name] = sources.get(name[4:], np.zeros(n))
+    cols["n_sources"] = np.sum([cols[s] > 0 for s in SOURCE_FEATURES], axis=0).astype(np.float64)
+
+    own = ctx.own
+    cols["own_weight"] = np.array([own.get(int(c), 0.0) for c in codes])
+    last_touch: dict[int, float] = {}
+    for c, ts in zip(h.items.tolist(), h.ts.tolist()):
+        last_touch[c] = ts  # oldest first: the last write is the newest
+    cols["days_since_own"] = np.array([(ctx.now - last_touch[int(c)]) / _DAY if int(c) in last_touch else np.nan
+                                       for c in codes])
+    product_weight: dict[int, float] = {}
+    for item, wt in own.items():
+        p = int(t.product[item])
+        product_weight[p] = product_weight.get(p, 0.0) + wt
+    prod = t.product[codes]
+    cols["variant_weight"] = np.array([product_weight.get(int(p), 0.0) for p in prod]) - cols["own_weight"]
+
+    m = t.matrix()
+    cand = m[codes] if len(m) else np.zeros((n, 1), np.float32)
+    anchors = [c for c in ctx.recent if c < len(m)]
+    if anchors and n:
+        sims = cand @ m[anchors].T
+        cols["sim_max"] = sims.max(axis=1)
+        cols["sim_mean"] = sims.mean(axis=1)
+        cols["sim_last"] = sims[:, 0]
+        weights = np.array([own.get(a, 0.0) for a in anchors], dtype=np.float32)
+        profile = weights @ m[anchors]
+        norm = float(np.linalg.norm(profile))
+        cols["sim_profile"] = cand @ (profile / norm) if norm > 0 else np.full(n, np.nan)
+    else:
+        for name in ("sim_max", "sim_mean", "sim_last", "sim_profile"):
+            cols[name] = np.full(n, np.nan)
+
+    session = [c for c in ctx.session if c < len(m)]
+    cols["sim_session"] = (cand @ m[session].T).max(axis=1) if session and n else np.full(n, np.nan)
+    disliked = [c for c in ctx.disliked if c < len(m)][:50]
+    cols["sim_disliked"] = (cand @ m[disliked].T).max(axis=1) if disliked and n else np.full(n, np.nan)
+
+    def at(arr: np.ndarray) -> np.ndarray:
+        out = np.full(n, np.nan)
+        inside = codes < len(arr)
+        out[inside] = arr[codes[inside]]
+        return out
+
+    cols["pop_all"] = np.log1p(np.nan_to_num(at(w.all_time)))
+    cols["pop_decayed"] = np.log1p(np.nan_to_num(at(w.decayed)))
+    cols["pop_7d"] = np.log1p(np.nan_to_num(at(w.last_7d)))
+    cols["pop_30d"] = np.log1p(np.nan_to_num(at(w.last_30d)))
+    cols["pop_trend"] = cols["pop_7d"] - np.log1p(np.nan_to_num(at(w.last_30d)) / 4.0)
+    cols["days_since_sold"] = (ctx.now - at(w.last_sold)) / _DAY
+    created = t.created[codes]
+    first = at(w.first_seen)
+    cols["item_age_days"] = (ctx.now - np.where(np.isnan(created), first, created)) / _DAY
+
+    total = sum(own.values()) or 1.0
+    cat_w: dict[int, float] = {}
+    grp_w: dict[int, float] = {}
+    for item, wt in own.items():
+        cat_w[int(t.category[item])] = cat_w.get(int(t.category[item]), 0.0) + wt
+        grp_w[int(t.group[item])] = grp_w.get(int(t.group[item]), 0.0) + wt
+    cols["category_affinity"] = np.array([cat_w.get(int(c), 0.0) for c in t.category[codes]]) / total
+    cols["group_affinity"] = np.array([grp_w.get(int(g), 0.0) for g in t.group[codes]]) / total
+
+    user_prices = t.price[h.items] if len(h.items) else np.array([])
+    user_prices = user_prices[np.isfinite(user_prices)]
+    if len(user_prices):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cols["price_ratio"] = np.log(t.price[codes] / np.median(user_prices))
+        cols["price_ratio"][~np.isfinite(cols["price_ratio"])] = np.nan
+    else:
+        cols["price_ratio"] = np.full(n, np.nan)
+
+    cols["user_events"] = np.full(n, float(len(h.items)))
+    cols["user_items"] = np.full(n, float(len(own)))
+    cols["days_since_user_last"] = np.full(n, (ctx.now - h.ts[-1]) / _DAY if len(h.ts) else np.nan)
+    return np.column_stack([np.asarray(cols[f], dtype=np.float64) for f in FEATURES]).astype(np.float32)

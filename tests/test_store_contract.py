@@ -130,6 +130,23 @@ def test_search_ranks_nearest_first(store: VectorStore) -> None:
         store.search("audio", q, k=3)
 
 
+def test_search_many_answers_each_query_like_search(store: VectorStore) -> None:
+    queries = [VECS["joint"][i] + 0.05 * rng.normal(size=DIMS["joint"]).astype(np.float32) for i in (2, 7, 11)]
+    batch = store.search_many("joint", queries, k=4, fields=[])
+    assert [ids(hits) for hits in batch] == [ids(store.search("joint", q, k=4)) for q in queries]
+    assert all(h.payload in ({}, {"item_id": h.item_id}) for hits in batch for h in hits)  # ids and scores only
+    np.testing.assert_allclose([h.score for h in batch[0]], [h.score for h in store.search("joint", queries[0], 4)],
+                               atol=1e-5)
+    assert store.search_many("joint", [], k=3) == []
+    with pytest.raises(ValueError, match="unknown dense vector"):
+        store.search_many("audio", queries, k=3)
+
+
+def test_search_can_ship_fewer_payload_fields(store: VectorStore) -> None:
+    hit = store.search("joint", VECS["joint"][3], k=1, fields=["price"])[0]
+    assert hit.item_id == iid(3) and set(hit.payload) <= {"price", "item_id"} and "price" in hit.payload
+
+
 @pytest.mark.parametrize(
     ("flt", "keep"),
     [

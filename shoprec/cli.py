@@ -90,7 +90,7 @@ def index(
             if report.joint_metrics:
                 console.print(f"joint space: {report.joint_metrics}")
             if report.serving_space:
-                console.print(f"profiles and the feed use the {report.serving_space['vector']} space: "
+                console.print(f"the feed uses the {report.serving_space['vector']} space: "
                               f"{report.serving_space['reason']}")
             for err in (report.row_errors + report.image_errors)[:10]:
                 err_console.print(f"  [yellow]{err}[/yellow]")

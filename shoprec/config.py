@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     allow_remote_images: bool = True
     remote_image_timeout_s: float = 10.0
 
-    # --- behaviour -> user vectors --------------------------------------------------------
+    # --- behaviour ------------------------------------------------------------------------
     weight_view: float = 1.0
     weight_click: float = 2.0
     weight_cart: float = 4.0
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     session_weight: float = 0.5
     cf_neighbours: int = 30
     profile_vector: str = Field(
-        "auto", description="Named vector profiles and the feed live in: 'auto' (the joint space where it was "
+        "auto", description="Named vector the feed lives in: 'auto' (the joint space where it was "
         "trained on enough photos and beats text on the catalog's check, else text: indexing/serving_space.py), "
         "'text', 'image' or 'joint'.")
     events_db: Path | None = Field(None, description="SQLite file of events (default: STORE/events.sqlite).")
@@ -61,10 +61,6 @@ class Settings(BaseSettings):
     trending_half_life_days: float = Field(7.0, description="Half-life of popularity for trending.")
     cooc_basket_weight: float = Field(1.0, description="Bought-together weight of a shared basket/session.")
     cooc_user_weight: float = Field(0.3, description="Bought-together weight of the same shopper, other basket.")
-    trending_candidates: int = Field(200, description="Trending items added to the feed's ANN candidates "
-                                     "(chosen on a validation split: bench/tune_feed.py).")
-    candidate_pool: int = Field(1000, description="ANN candidates the personalised feed reranks.")
-    max_negatives: int = Field(20, description="Most recent dislikes used as recommend-query negatives.")
     new_arrival_days: float = Field(14.0, description="Items created this recently are 'new arrivals'.")
 
     # --- ranking (recommend/ranking/) ------------------------------------------------------
@@ -79,10 +75,9 @@ class Settings(BaseSettings):
     segment_attributes: str = Field("age,gender,region", description="User attributes that define a "
                                     "segment (comma separated; ages in ten-year bands).")
 
-    # --- rerank blend ---------------------------------------------------------------------
+    # --- cold start blend with a context item (recommend/feed.py); default MMR diversity ----
     blend_similarity: float = 1.0
-    blend_cf: float = 0.5
-    blend_popularity: float = 0.5  # validation split, bench/tune_feed.py
+    blend_popularity: float = 0.5
     mmr_lambda: float = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------

@@ -68,10 +68,19 @@ class Shoprec:
 
     # ------------------------------------------------------------------ catalog
     def index_catalog(self, path: Path, delete_missing: bool = False, progress: bool = True) -> IndexReport:
-        return self.indexer.index_catalog(path, delete_missing=delete_missing, progress=progress)
+        report = self.indexer.index_catalog(path, delete_missing=delete_missing, progress=progress)
+        self._items_changed(None)
+        return report
 
     def upsert_items(self, products: Sequence[Product], base_dir: Path | None = None) -> IndexReport:
-        return self.indexer.upsert_products(products, base_dir or Path.cwd())
+        report = self.indexer.upsert_products(products, base_dir or Path.cwd())
+        self._items_changed([p.id for p in products])
+        return report
+
+    def _items_changed(self, item_ids: Sequence[str] | None) -> None:
+        """The feed keeps item facts and vectors in memory: tell it (if it is running) what moved."""
+        if "engine" in self.__dict__:
+            self.engine.ranked.items_changed(item_ids)
 
     def delete_items(self, item_ids: Sequence[str]) -> int:
         return self.indexer.delete(item_ids)

@@ -1,5 +1,5 @@
 """Events in: the file format and its errors, durable storage, and the incremental models
-(profiles, popularity, co-occurrence, user-kNN) checked against direct recomputation."""
+(popularity, co-occurrence, user-kNN) checked against direct recomputation."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from shoprec.recommend import Event, EventError, EventRow, RecommendEngine, read
 from shoprec.recommend.cf import Behaviour
 from shoprec.recommend.event_store import EventStore
 from shoprec.recommend.popularity import EPOCH, Popularity
-from shoprec.recommend.profiles import Profile
 from shoprec.recommend.rerank import blend, minmax
 
 T = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -193,26 +192,6 @@ def test_popularity_in_log_space_equals_the_decayed_sum(tmp_path):
     store.close()
 
 
-# ---------------------------------------------------------------------------- profiles
-def test_profile_sum_decays_by_half_life_in_any_arrival_order():
-    h = 10 * 86400.0
-    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    t0 = T.timestamp()
-    in_order, out_of_order = Profile(), Profile()
-    in_order.add(a, 2.0, t0, "s1", h)
-    in_order.add(b, 1.0, t0 + h, "s2", h)
-    out_of_order.add(b, 1.0, t0 + h, "s2", h)
-    out_of_order.add(a, 2.0, t0, "s1", h)
-    for p in (in_order, out_of_order):
-        assert p.long == pytest.approx([1.0, 1.0])  # 2 * 0.5 + 1
-        assert p.long_ref == t0 + h and p.session == "s2" and p.session_vec == pytest.approx(b)
-    q = in_order.query_vector(now=t0 + h, session_weight=0.5, session_timeout_s=60)
-    assert q == pytest.approx(np.array([1, 1 + np.sqrt(2)]) / np.linalg.norm([1, 1 + np.sqrt(2)]))
-    stale = in_order.query_vector(now=t0 + h + 61, session_weight=0.5, session_timeout_s=60)
-    assert stale == pytest.approx(np.array([1, 1]) / np.sqrt(2))
-    assert Profile().query_vector(t0, 0.5, 60) is None
-
-
 # ---------------------------------------------------------------------------- cf
 EVENTS = [  # (user, item, type, basket)
     ("u1", "a", "purchase", "b1"), ("u1", "b", "purchase", "b1"), ("u1", "c", "cart", "b2"),
@@ -299,3 +278,19 @@ def test_event_store_refuses_another_schema(tmp_path):
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
     with pytest.raises(RuntimeError, match="schema 99"):
         EventStore(db)
+
+
+def test_event_store_opens_a_file_with_the_old_profiles_table_and_drops_it(tmp_path):
+    db = tmp_path / "ev.sqlite"
+    store = EventStore(db)
+    with store.transaction() as conn:
+        EventStore.insert_events(conn, [Event(**good())])
+    store.close()
+    with sqlite3.connect(db) as conn:  # what an earlier shoprec left: per-user preference vectors
+        conn.execute("CREATE TABLE profiles (user_id TEXT PRIMARY KEY, vector_name TEXT NOT NULL, long_vec BLOB)")
+        conn.execute("INSERT INTO profiles VALUES ('u1', 'joint', x'00')")
+    store = EventStore(db)
+    assert [e.user_id for e in store.history("u1")] == ["u1"]
+    tables = {r[0] for r in store.conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "profiles" not in tables and {"events", "items", "meta"} <= tables
+    store.close()

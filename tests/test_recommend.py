@@ -299,6 +299,14 @@ def test_cold_start_is_trending_or_steered_by_context(engine):
         engine.recommend_user("newbie", context_item="nope")
 
 
+def test_cold_start_with_a_context_item_leaves_out_dislikes_and_diversifies(engine):
+    assert ids(engine.recommend_user("newbie", k=3, context_item="s1")) == ["s2", "s3", "s4"]
+    engine.ingest([ev("picky", "s2", "dislike")])  # a dislike is no history: still a cold start
+    assert ids(engine.recommend_user("picky", k=3, context_item="s1"))[:2] == ["s3", "s4"]
+    diverse = engine.recommend_user("picky", k=3, context_item="s1", mmr=0.5)
+    assert diverse[0].id == "s3" and [r.category for r in diverse[1:]].count("shoes") == 0
+
+
 def test_shoppers_like_you_lift_what_neighbours_bought(engine):
     # u and n share two views; n also bought the beanie, far from u's dresses in vector space.
     engine.ingest([ev("u", "d1", "view"), ev("u", "d3", "view", 1),
@@ -414,21 +422,3 @@ def test_trending_items_far_from_a_shoppers_taste_reach_the_feed(store, tmp_path
     assert feed["h2"].reason == "trending in hats"
     assert feed["h2"].score > feed["h1"].score  # the best seller beats the other, unsold hat
     engine.close()
-
-
-def test_profiles_are_rebuilt_when_the_joint_space_moves(store, tmp_path):
-    """Retraining the joint space re-projects every item: a profile kept from the old space would
-    point at the wrong items, so it is rebuilt from the user's history on the next read."""
-    store.set_payload(list(ITEMS), {"joint_version": "v1"})
-    first = open_engine(store, tmp_path, profile_vector="joint")
-    first.ingest([ev("me", "d3", "purchase")])
-    assert first.recommend_user("me", k=1)[0].category == "dress"
-    first.close()
-    # The space is retrained: dresses now sit where hats were (and the other way round).
-    swap = {"d": "h", "h": "d"}
-    store.update_vectors([(i, {"joint": ITEMS[next(j for j in ITEMS if j[0] == swap[i[0]])][4]})
-                          for i in ITEMS if i[0] in swap])
-    store.set_payload(list(ITEMS), {"joint_version": "v2"})
-    second = open_engine(store, tmp_path, profile_vector="joint")
-    assert second.recommend_user("me", k=1)[0].category == "dress"  # rebuilt, not the stale vector
-    second.close()

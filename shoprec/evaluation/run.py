@@ -213,7 +213,7 @@ def run_evaluation(options: EvalOptions, settings: Settings) -> tuple[Path, dict
         "shoprec = the real RecommendEngine over the indexed store: multi-source candidates ranked by the ranker it "
         "trained on the training events alone (learned LightGBM if it beat the hand-tuned blend on its own "
         "validation window, else the blend).",
-        f"Profiles and the feed use the {service.engine.vector} space: {service.engine.space.reason}.",
+        f"The feed uses the {service.engine.vector} space: {service.engine.space.reason}.",
         "Leak rule: no method may return an item unknown at the cut (no event before it, or created after it); "
         "repurchases count as hits (`new to user` shows the lists without the user's own items).",
         f"Total run time {elapsed:.1f} s.",

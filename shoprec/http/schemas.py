@@ -83,7 +83,7 @@ class Health(BaseModel):
     status: str
     items: int | None = None
     detail: str | None = None
-    space: str | None = Field(None, description="Vector space profiles and the feed use.")
+    space: str | None = Field(None, description="Vector space the feed uses.")
     space_reason: str | None = None
     ranker: str | None = Field(None, description="'blend' or 'lightgbm@VERSION'.")
     ranker_reason: str | None = None

@@ -1,9 +1,9 @@
-"""Which vector space user profiles and the feed live in, decided when the index is built.
+"""Which vector space the feed lives in, decided when the index is built.
 
 The joint text-image space is only worth serving when it was trained on enough photo pairs
 and holds up against plain text vectors on the catalog's own check (the share of an item's
 nearest neighbours in its category, on a fixed sample). A catalog without photos, or with a
-handful, gets the text space — profiles must always exist. The decision and its reason are
+handful, gets the text space — the feed must always have one. The decision and its reason are
 written to ``STORE/serving-space.json`` and shown by ``shoprec index``, ``/health`` and the
 evaluation report.
 """

@@ -1,7 +1,7 @@
 """Recommendations: similar, complementary, personalised and trending, from content and behaviour.
 
 engine.RecommendEngine is the entry point; events (format + reader) -> event_store (SQLite)
--> profiles / popularity / cf (incremental models) -> rerank -> Recommendation.
+-> popularity / cf (incremental models) and ranked_feed (candidates + ranker) -> Recommendation.
 """
 
 from .engine import RecommendEngine, UnknownItem

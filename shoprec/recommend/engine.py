@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import Settings
 from ..indexing import serving_space
-from ..indexing.store import DENSE_VECTORS, JOINT_VERSION_FIELD, Hit, ItemFilter, VectorStore
+from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
 from ..results import Recommendation
 from . import reasons
 from .cf import Behaviour
@@ -29,7 +29,6 @@ from .events import Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
 from .filters import narrowed
 from .popularity import Popularity
-from .profiles import ProfileBook, Update
 from .ranked_feed import RankedFeed
 from .ranking.training import TrainReport, TrainSettings
 from .rerank import mmr as mmr_select
@@ -76,19 +75,21 @@ class RecommendEngine:
         self.space = serving_space.resolve(settings.profile_vector, Path(settings.store), store)
         self.vector = self.space.vector
         self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days)
-        self.profiles = ProfileBook(self.events, self._space_key(), settings.half_life_days)
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
         self._behaviour_lock = threading.RLock()
-        self.feed = Feed(store, settings, self.vector, self.events, self.profiles, self.popularity, self._cf,
-                         self._now)
+        self.feed = Feed(store, settings, self.vector, self.popularity, self._now)
         self.segments = Segments(self.events, [a.strip() for a in settings.segment_attributes.split(",")])
         self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
         self._events_since_training = 0
         self._training: threading.Thread | None = None
 
     def close(self) -> None:
+        """Wait for a background ranker training to finish (it reads the store and writes the
+        model beside it), then close the events database."""
+        if self._training is not None:
+            self._training.join()
         self.events.close()
 
     # ------------------------------------------------------------------ shared helpers
@@ -109,26 +110,6 @@ class RecommendEngine:
                     products=self._product_codes(),
                 )
             return self._behaviour
-
-    def _space_key(self) -> str:
-        """Which vector space profiles live in: the vector's name and, for the joint space, the
-        version the indexer stamped on the items. Retraining the joint space moves every item, so
-        profiles from the old space must be rebuilt from history, not reused."""
-        if self.vector != "joint":
-            return self.vector
-        first = next(iter(self.store.scroll(fields=[JOINT_VERSION_FIELD])), None)
-        version = first.payload.get(JOINT_VERSION_FIELD) if first is not None else None
-        return f"joint@{version}" if version else "joint"
-
-    def _ensure_profile(self, user_id: str) -> None:
-        """Rebuild a profile missing from the current space (the joint space was retrained, or
-        ``profile_vector`` changed) from the user's history before it is read."""
-        if self.profiles.get(user_id) is not None:
-            return
-        history = self._replay(user_id)
-        if history:
-            with self._behaviour_lock, self.events.transaction() as conn:
-                self.profiles.apply(conn, history)
 
     def _product_codes(self) -> dict[str, str]:
         """Product code of every item with events (colour variants share one), from the store."""
@@ -190,19 +171,10 @@ class RecommendEngine:
     def _apply(self, events: Sequence[Event], hits: dict[str, Hit]) -> None:
         if not events:
             return
-        updates: list[Update] = []
-        pop_rows = []
-        for e in events:
-            hit = hits[e.item_id]
-            category = hit.payload.get("category")
-            pop_rows.append((e.item_id, category, e.type, e.epoch, e.quantity))
-            vec = hit.vectors.get(self.vector)
-            if self.weights[e.type] > 0 and vec is not None:
-                updates.append((e.user_id, vec, self.weights[e.type], e.epoch, e.basket()))
+        pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
+                    for e in events]
         with self._behaviour_lock:
             with self.events.transaction() as conn:
-                # Profiles first: a user rebuilt from history must not see this batch twice.
-                self.profiles.apply(conn, updates, replay=self._replay)
                 EventStore.insert_events(conn, events)
                 self.popularity.add(conn, pop_rows)
                 EventStore.advance_clock(conn, max(e.epoch for e in events))
@@ -251,19 +223,10 @@ class RecommendEngine:
     def add_users_file(self, path: Path) -> tuple[int, list[UserError]]:
         return self.add_users(read_users(path))
 
-    def _replay(self, user_id: str) -> list[Update]:
-        """A user's stored positive events as profile updates, oldest first."""
-        history = [e for e in reversed(self.events.history(user_id)) if self.weights[e.type] > 0]
-        if not history:
-            return []
-        ids = list(dict.fromkeys(e.item_id for e in history))
-        vecs = {h.item_id: h.vectors.get(self.vector) for h in self.store.retrieve(ids, with_vectors=[self.vector])}
-        return [(e.user_id, vecs[e.item_id], self.weights[e.type], e.epoch, e.basket())
-                for e in history if vecs.get(e.item_id) is not None]
-
     def forget_user(self, user_id: str) -> int:
-        """Delete a user's events and profile and recount what they fed (popularity, co-occurrence,
-        user-kNN) from the events that remain. Returns how many events were removed."""
+        """Delete a user's events and attributes and recount what they fed (popularity,
+        co-occurrence, user-kNN, the ranked feed's state) from the events that remain. Returns how
+        many events were removed."""
         with self._behaviour_lock:
             with self.events.transaction() as conn:
                 removed = conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)).fetchone()[0]
@@ -349,12 +312,15 @@ class RecommendEngine:
             out = self.ranked.recommend(user_id, k, exclude, flt, self._now(), diversity,
                                         context=ctx.item_id if ctx is not None else None)
             if len(out) < k:  # a young shop or a narrow filter: the newest items fill the feed
-                disliked = [i for i, t, _ in self.events.user_items(user_id) if t == "dislike"]
-                rest = narrowed(flt, exclude=[*exclude, *disliked, *(r.id for r in out)])
+                rest = narrowed(flt, exclude=[*exclude, *self._disliked(user_id), *(r.id for r in out)])
                 out += self.feed.new_arrivals(k - len(out), rest) if rest is not None else []
             return out
-        self._ensure_profile(user_id)
-        return self.feed.recommend(user_id, k, ctx, exclude_purchased, flt, diversity)
+        # No history but a context item: items like it (feed.py), never ones they disliked.
+        f = narrowed(flt, exclude=[*exclude, *self._disliked(user_id)])
+        return [] if f is None else self.feed.cold_start(k, f, ctx, diversity)
+
+    def _disliked(self, user_id: str) -> list[str]:
+        return [i for i, t, _ in self.events.user_items(user_id) if t == "dislike"]
 
     def offer_only(self, item_ids: Iterable[str] | None) -> None:
         """Limit what the feed may offer (None: everything indexed); see RankedFeed.offer_only."""

@@ -7,7 +7,6 @@ returned has its events on disk even if the machine loses power right after.
 Tables:
   events    every accepted event (the source of truth; everything else can be recomputed)
   items     per item: category snapshot and time-decayed popularity (log2, see popularity.py)
-  profiles  per user: decayed preference-vector sums as float64 blobs (see profiles.py)
   meta      schema version and the event clock (newest event time seen)
 
 Co-occurrence and user-kNN live in memory as sparse matrices built from ``events``
@@ -49,15 +48,9 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_pop ON items(pop);
 CREATE INDEX IF NOT EXISTS items_category_pop ON items(category, pop);
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id TEXT PRIMARY KEY,
-    vector_name TEXT NOT NULL,
-    long_vec BLOB,
-    long_ref REAL,
-    session TEXT,
-    session_vec BLOB,
-    session_ref REAL
-);
+-- Per-user preference vectors of an earlier feed; nothing reads them now (and a forgotten
+-- user must leave no row behind), so files that still have the table lose it.
+DROP TABLE IF EXISTS profiles;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -176,10 +169,9 @@ class EventStore:
 
     @staticmethod
     def delete_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
-        """Delete a user's events and profile; the items they touched (to recount)."""
+        """Delete a user's events; the items they touched (to recount)."""
         items = [r[0] for r in conn.execute("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))]
         conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
-        conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
         return items
 
     def scan(self, columns: str = "user_id, item_id, type, basket, ts, quantity") -> Iterator[sqlite3.Row]:
@@ -229,11 +221,9 @@ class EventStore:
         by_type = {r[0]: r[1] for r in conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type")}
         users = conn.execute("SELECT COUNT(DISTINCT user_id) FROM events").fetchone()[0]
         items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        profiles = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
         return {
             "events": sum(by_type.values()),
             "events_by_type": by_type,
             "users": users,
             "items_with_events": items,
-            "profiles": profiles,
         }

@@ -104,6 +104,19 @@ class RankedFeed:
                     code = self._add_item(p.table, hits[e.item_id])
                 p.log.add(e.user_id, code, e.type, e.epoch, e.basket(), e.quantity, e.price)
 
+    def items_changed(self, item_ids: Sequence[str] | None) -> None:
+        """Items were (re)indexed: refresh their facts and vectors; None means the whole catalog
+        (a re-index may have moved every vector: the state is reloaded on next use)."""
+        with self._lock:
+            if self._pipeline is None:
+                return
+            if item_ids is None:
+                self._pipeline = None
+                return
+            table = self._pipeline.table
+            for hit in self.store.retrieve(list(item_ids), with_vectors=[self.vector]):
+                self._add_item(table, hit)
+
     def on_forget(self, user_id: str) -> None:
         with self._lock:
             if self._pipeline is not None:

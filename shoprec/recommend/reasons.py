@@ -73,7 +73,6 @@ def trending(payload: dict[str, Any]) -> str:
 NEW_ARRIVAL = "new arrival"
 IN_CATALOG = "from the catalog"
 SHOPPERS_LIKE_YOU = "popular with shoppers like you"
-YOUR_TASTE = "matches your taste"
 
 
 def another_colour(anchor_title: str) -> str:

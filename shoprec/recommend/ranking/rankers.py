@@ -97,11 +97,7 @@ class LearnedRanker:
         target = folder / self.version
         target.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(target / MODEL_FILE))
-        (target / CARD_FILE).write_text(json.dumps(self.card, indent=2))
-        tmp = folder / "current.tmp"
-        tmp.write_text(self.version)
-        tmp.replace(folder / "current")
-        return target
+        return save_card(folder, self.card)
 
     @classmethod
     def load(cls, folder: Path) -> "LearnedRanker | None":
@@ -120,6 +116,20 @@ class LearnedRanker:
         import lightgbm as lgb
 
         return cls(lgb.Booster(model_file=str(target / MODEL_FILE)), card)
+
+
+def save_card(folder: Path, card: dict[str, Any]) -> Path:
+    """Write a training card into ``folder/VERSION`` and make it current. Without a model beside
+    it (too few events), the card still records when training ran and why nothing serves."""
+    target = folder / str(card["version"])
+    target.mkdir(parents=True, exist_ok=True)
+    tmp_card = target / (CARD_FILE + ".tmp")
+    tmp_card.write_text(json.dumps(card, indent=2))
+    tmp_card.replace(target / CARD_FILE)
+    tmp = folder / "current.tmp"
+    tmp.write_text(str(card["version"]))
+    tmp.replace(folder / "current")
+    return target
 
 
 def read_card(folder: Path) -> dict[str, Any] | None:

@@ -47,6 +47,7 @@ class Examples:
 class TrainSettings:
     label_days: float = 28.0
     windows: int = 12
+    stride_days: float | None = None  # distance between cuts (default: label_days, no overlap)
     min_positive_queries: int = 30
     max_users_per_window: int = 3000
     # small trees, many rounds: chosen on H&M's self-split validation windows (bench/tune_ranker.py)
@@ -111,21 +112,26 @@ def train(pipeline: RankingPipeline, settings: TrainSettings | None = None, now:
     newest = float(ts.max()) if now is None else now
     rng = np.random.default_rng(s.seed)
     windows: list[Examples] = []
+    cuts: list[float] = []
+    stride = s.stride_days or s.label_days
     for w in range(s.windows):
-        cut = newest - (w + 1) * s.label_days * _DAY
+        cut = newest - s.label_days * _DAY - w * stride * _DAY
         if cut <= float(ts.min()):
             break
         ex = examples_at(pipeline, cut, s.label_days, s.max_users_per_window, rng)
         windows.append(ex)
+        cuts.append(cut)
         if progress:
             print(f"window {w}: cut {time.strftime('%Y-%m-%d', time.gmtime(cut))}, {ex.queries} users, "
                   f"{ex.positive_queries} with a bought candidate")
     card["windows"] = [{"queries": e.queries, "positive_queries": e.positive_queries} for e in windows]
     if len(windows) < 2:
         return TrainReport(False, "too little history for a validation window", card)
-    valid, train_ex = windows[0], Examples()
-    for e in windows[1:]:
-        train_ex.add(e)
+    # Validation is the newest window; training windows whose labels reach into it are left out
+    # of the model it validates (they would have seen its targets), and added back for the refit.
+    valid, train_ex, overlapping = windows[0], Examples(), Examples()
+    for e, cut in zip(windows[1:], cuts[1:]):
+        (train_ex if cut + s.label_days * _DAY <= cuts[0] else overlapping).add(e)
     if train_ex.positive_queries < s.min_positive_queries or valid.positive_queries < 5:
         reason = (f"too few users with a bought candidate ({train_ex.positive_queries} to train, "
                   f"{valid.positive_queries} to validate; need {s.min_positive_queries} and 5)")
@@ -144,6 +150,7 @@ def train(pipeline: RankingPipeline, settings: TrainSettings | None = None, now:
         return TrainReport(False, f"the learned ranker lost to the blend on validation "
                                   f"(NDCG@10 {ndcg_learned:.4f} vs {ndcg_blend:.4f})", card, learned)
     train_ex.add(valid)
+    train_ex.add(overlapping)
     final = LearnedRanker(_fit(train_ex, s), card)
     card["serves"] = True
     card["importances"] = final.importances()

@@ -118,7 +118,7 @@ class Similar:
 
     name = "similar"
 
-    def __init__(self, neighbours: Neighbours, per_item: int = 100, recency: float = 0.97) -> None:
+    def __init__(self, neighbours: Neighbours, per_item: int = 50, recency: float = 0.97) -> None:
         self.neighbours = neighbours
         self.per_item = per_item
         self.recency = recency
@@ -305,7 +305,15 @@ def generate(sources: Sequence[CandidateSource], ctx: UserContext,
     """All sources' candidates merged: (item codes, {source name: score per candidate, 0 if the
     source did not propose it})."""
     proposed = {s.name: s.generate(ctx, limits.get(s.name, 50)) for s in sources}
-    codes = np.fromiter(dict.fromkeys(c for p in proposed.values() for c in p), dtype=np.int64)
-    scores = {name: np.array([p.get(int(c), 0.0) for c in codes], dtype=np.float64)
-              for name, p in proposed.items()}
+    position: dict[int, int] = {}
+    for p in proposed.values():
+        for c in p:
+            position.setdefault(c, len(position))
+    codes = np.fromiter(position, dtype=np.int64, count=len(position))
+    scores = {}
+    for name, p in proposed.items():
+        column = np.zeros(len(codes), dtype=np.float64)
+        if p:
+            column[[position[c] for c in p]] = list(p.values())
+        scores[name] = column
     return codes, scores

@@ -1,6 +1,6 @@
 """Learn a ranker from the shop's own events by a time self-split.
 
-Cuts are placed ``label_days`` apart going back from the newest event. For each cut, the users
+Cuts are placed ``stride_days`` apart going back from the newest event. For each cut, the users
 who bought in the ``label_days`` after it are the queries; their candidates and features are
 computed with everything (history, popularity, co-purchase, the items on offer) cut at that
 moment, and a candidate's label is whether the user bought it in the window. The newest window
@@ -46,8 +46,11 @@ class Examples:
 @dataclass
 class TrainSettings:
     label_days: float = 28.0
-    windows: int = 12
-    stride_days: float | None = None  # distance between cuts (default: label_days, no overlap)
+    # Cuts every 14 days with 28-day labels: twice the examples from the same history. On H&M's
+    # self-split the learned ranker then beat the blend on its validation window by 20 % (0.0194
+    # vs 0.0161) instead of 1 % with non-overlapping windows.
+    windows: int = 24
+    stride_days: float | None = 14.0  # distance between cuts (None: label_days, no overlap)
     min_positive_queries: int = 30
     max_users_per_window: int = 3000
     # small trees, many rounds: chosen on H&M's self-split validation windows (bench/tune_ranker.py)

@@ -138,3 +138,21 @@ def test_post_users_stores_good_rows_and_reports_bad_ones(text_only_shop: Shopre
         assert client.post("/users", json=[{"age": 3}]).status_code == 422
         assert client.post("/users", json={"user_id": "not a list"}).status_code == 422
     assert text_only_shop.engine.segments.attributes_of("web-1") == {"age": "30"}
+
+
+def test_cli_train_reports_what_serves_and_why(demo_shop, tmp_path) -> None:
+    catalog, events = demo_shop
+    store = tmp_path / "store"
+    assert CliRunner().invoke(app, ["index", str(catalog), "--store", str(store)]).exit_code == 0
+    assert CliRunner().invoke(app, ["events", str(events), "--store", str(store)]).exit_code == 0
+    result = CliRunner().invoke(app, ["train", "--store", str(store), "--json", "--label-days", "3"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert isinstance(body["serves"], bool) and body["reason"]
+    assert body["card"]["features"] and body["card"]["events"] == 600
+    health = Shoprec(Settings(store=store))
+    try:
+        status = health.engine.ranking_status()
+        assert (status["ranker"] != "blend") == body["serves"]
+    finally:
+        health.close()

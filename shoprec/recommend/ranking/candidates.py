@@ -243,18 +243,13 @@ class NewArrivals:
         self.days = days
 
     def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
-        t = ctx.table
-        n = len(t)
-        created = t.created[:n]
-        first = ctx.windows.first_seen
-        first = np.concatenate([first, np.full(max(0, n - len(first)), np.nan)])[:n]
-        since = np.where(np.isnan(created), first, created)
-        fresh = np.flatnonzero((since >= ctx.now - self.days * _DAY) & (since <= ctx.now))
+        fresh, since = self._fresh(ctx)
         if len(fresh) == 0:
             return {}
         fresh = fresh[ctx.ok(fresh)]
         if len(fresh) == 0:
             return {}
+        t, n = ctx.table, len(ctx.table)
         anchors = [c for c in ctx.recent[:5] if c < n]
         if anchors:
             m = t.matrix()
@@ -262,6 +257,19 @@ class NewArrivals:
         else:
             scores = 1.0 / (1.0 + (ctx.now - since[fresh]) / _DAY)
         return _top(fresh, scores.astype(np.float64), ctx, limit)
+
+    def _fresh(self, ctx: UserContext) -> tuple[np.ndarray, np.ndarray]:
+        """(fresh item codes, "since" per item), kept with the popularity snapshot it came from."""
+        n = len(ctx.table)
+        key = ("new", self.days, n)
+        cached = ctx.windows.derived.get(key)
+        if cached is None:
+            created = ctx.table.created[:n]
+            first = np.concatenate([ctx.windows.first_seen, np.full(max(0, n - len(ctx.windows.first_seen)), np.nan)])
+            since = np.where(np.isnan(created), first[:n], created)
+            fresh = np.flatnonzero((since >= ctx.now - self.days * _DAY) & (since <= ctx.now))
+            cached = ctx.windows.derived[key] = (fresh, since)
+        return cached
 
 
 def default_sources(neighbours: Neighbours, co_bought: CoBought, shoppers_like: ShoppersLike,

@@ -32,6 +32,11 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+def _dense(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Sum of ``values`` per key, as an array indexed by key."""
+    return np.bincount(keys, weights=values, minlength=size)[:max(size, 0)] if len(keys) else np.zeros(size)
+
+
 def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -> np.ndarray:
     """The feature matrix (len(codes) x len(FEATURES)), float32."""
     n = len(codes)
@@ -42,18 +47,18 @@ def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -
     cols["n_sources"] = np.sum([cols[s] > 0 for s in SOURCE_FEATURES], axis=0).astype(np.float64)
 
     own = ctx.own
-    cols["own_weight"] = np.array([own.get(int(c), 0.0) for c in codes])
-    last_touch: dict[int, float] = {}
-    for c, ts in zip(h.items.tolist(), h.ts.tolist()):
-        last_touch[c] = ts  # oldest first: the last write is the newest
-    cols["days_since_own"] = np.array([(ctx.now - last_touch[int(c)]) / _DAY if int(c) in last_touch else np.nan
-                                       for c in codes])
-    product_weight: dict[int, float] = {}
-    for item, wt in own.items():
-        p = int(t.product[item])
-        product_weight[p] = product_weight.get(p, 0.0) + wt
-    prod = t.product[codes]
-    cols["variant_weight"] = np.array([product_weight.get(int(p), 0.0) for p in prod]) - cols["own_weight"]
+    own_codes = np.fromiter(own, dtype=np.int64, count=len(own))
+    own_w = np.fromiter(own.values(), dtype=np.float64, count=len(own))
+    # per-user lookups as small dense arrays, gathered once per candidate
+    own_dense = _dense(own_codes, own_w, len(t))
+    cols["own_weight"] = own_dense[codes]
+    last_touch = np.full(len(t), -np.inf)
+    if len(h.items):
+        np.maximum.at(last_touch, h.items, h.ts)
+    touched = last_touch[codes]
+    cols["days_since_own"] = np.where(np.isfinite(touched), (ctx.now - touched) / _DAY, np.nan)
+    product_w = _dense(t.product[own_codes], own_w, len(t.products))
+    cols["variant_weight"] = product_w[t.product[codes]] - cols["own_weight"]
 
     m = t.matrix()
     cand = m[codes] if len(m) else np.zeros((n, 1), np.float32)
@@ -92,14 +97,13 @@ def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -
     first = at(w.first_seen)
     cols["item_age_days"] = (ctx.now - np.where(np.isnan(created), first, created)) / _DAY
 
-    total = sum(own.values()) or 1.0
-    cat_w: dict[int, float] = {}
-    grp_w: dict[int, float] = {}
-    for item, wt in own.items():
-        cat_w[int(t.category[item])] = cat_w.get(int(t.category[item]), 0.0) + wt
-        grp_w[int(t.group[item])] = grp_w.get(int(t.group[item]), 0.0) + wt
-    cols["category_affinity"] = np.array([cat_w.get(int(c), 0.0) for c in t.category[codes]]) / total
-    cols["group_affinity"] = np.array([grp_w.get(int(g), 0.0) for g in t.group[codes]]) / total
+    total = float(own_w.sum()) or 1.0
+    for name, groups, size in (("category_affinity", t.category, len(t.categories)),
+                               ("group_affinity", t.group, len(t.groups))):
+        # codes are -1 for "unknown": shift by one so they get a bin of their own, never counted
+        per_group = _dense(groups[own_codes] + 1, own_w, size + 1)
+        per_group[0] = 0.0
+        cols[name] = per_group[groups[codes] + 1] / total
 
     user_prices = t.price[h.items] if len(h.items) else np.array([])
     user_prices = user_prices[np.isfinite(user_prices)]

@@ -206,6 +206,7 @@ class Windows:
     first_seen: np.ndarray  # epoch of the oldest event, nan if none
     group_pop_30d: dict[int, np.ndarray] = field(default_factory=dict)  # group code -> item codes by pop
     best: dict[str, np.ndarray] = field(default_factory=dict)  # window name -> best item codes, best first
+    derived: dict[Any, Any] = field(default_factory=dict)  # what sources compute once per snapshot
 
 
 class EventLog:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ..config import Settings
 from ..indexing.store import Hit, ItemFilter, VectorStore
@@ -33,6 +35,18 @@ from .ranking.training import TrainReport, TrainSettings, train
 from .segments import Segments
 
 _FIELDS = ["item_id", "title", "category", "price", "attributes", "created_at"]
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _single_threaded_blas() -> Any:
+    """A feed multiplies small matrices (a few hundred candidates by a few anchors): there,
+    waking OpenBLAS's worker threads costs more than the product, and on a busy 2-core server
+    it made the feed 2x slower at the median and far worse at the tail (bench/bench_feed.py)."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 class RankedFeed:
@@ -193,6 +207,11 @@ class RankedFeed:
     def recommend(self, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
                   now: float, diversity: float = 0.0, context: str | None = None) -> list[Recommendation]:
         p = self.pipeline()
+        with _single_threaded_blas():
+            return self._recommend(p, user_id, k, exclude, flt, now, diversity, context)
+
+    def _recommend(self, p: RankingPipeline, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
+                   now: float, diversity: float, context: str | None) -> list[Recommendation]:
         with self._lock:
             allowed = self._allowed_mask(p.table)
         excluded = {p.table.pos[i] for i in exclude if i in p.table.pos}

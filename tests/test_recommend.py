@@ -435,3 +435,12 @@ def test_enough_new_events_retrain_the_ranker_in_the_background(store, tmp_path)
     assert status["ranker"] == "blend" and "too little history" in status["why"]
     assert engine.recommend_user("u", k=3)
     engine.close()
+
+
+def test_the_feed_as_of_a_past_moment_ignores_what_came_after(engine):
+    crowd = [ev(f"fan{n}", "h2", "purchase", 60 + n, f"h{n}") for n in range(5)]
+    engine.ingest([ev("u", "d3", "view", 0)] + crowd)
+    now = {r.id: r for r in engine.recommend_user("u", k=12)}
+    then = ids(engine.recommend_user("u", k=12, as_of=(T + timedelta(minutes=30)).timestamp()))
+    assert now["h2"].reason == "trending in hats"
+    assert ids(now.values()).index("h2") < then.index("h2")  # the later best seller was unknown then

@@ -126,9 +126,15 @@ def _split_protocol(ctx: _Context, spec: str) -> dict[str, Any]:
     ours: dict[str, Any] = {"shoprec": ctx.shoprec(spec)}
     if o.ncf_rerank:
         ours["shoprec+ncf-rerank"] = ShoprecNCFRerank(ctx.service.store, ctx.settings, seed=o.seed)
+    moments = None
+    if cut is None:  # leave-last: each user's test visit has its own moment
+        moments = {}
+        for e in chosen.test:
+            if e.user_id not in moments or e.ts < moments[e.user_id]:
+                moments[e.user_id] = e.ts
     results = evaluate({**ours, **methods}, chosen.train, chosen.test, ctx.catalog_ids, ks=o.ks,
                        item_features=ctx.item_features, progress=o.progress, unavailable=unavailable,
-                       offered_ids=offered, count_repeats=repeats)
+                       offered_ids=offered, count_repeats=repeats, moments=moments)
     for method in ours.values():
         method.close()
     results["split"] = chosen.name

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -53,10 +54,11 @@ class UserCase:
     relevant: frozenset[str]
     cold_user: bool
     history: frozenset[str] = frozenset()
+    at: datetime | None = None  # the moment the user's test visit began (leave-last)
 
 
 def user_cases(train: Sequence[Interaction], test: Sequence[Interaction],
-               count_repeats: bool = False) -> list[UserCase]:
+               count_repeats: bool = False, moments: Mapping[str, datetime] | None = None) -> list[UserCase]:
     """Test users with at least one relevant purchase, sorted by id so runs are reproducible.
     Without ``count_repeats`` a user's training items are excluded and are not targets."""
     seen = items_by_user(train)
@@ -67,7 +69,7 @@ def user_cases(train: Sequence[Interaction], test: Sequence[Interaction],
         relevant = frozenset(bought[user]) if count_repeats else frozenset(bought[user] - history)
         if relevant:
             cases.append(UserCase(user, frozenset() if count_repeats else history, relevant, user not in seen,
-                                  history))
+                                  history, (moments or {}).get(user)))
     return cases
 
 
@@ -106,7 +108,10 @@ def ask(name: str, method: Method, case: UserCase, k: int, offered: frozenset[st
     """One checked list for one case (empty where the method cannot serve a cold user)."""
     if case.cold_user and not method.can_score_cold_users:
         return []
-    scored = method.recommend(case.user_id, k, exclude=case.exclude)
+    if case.at is not None and hasattr(method, "recommend_at"):  # a method that can serve "as of then"
+        scored = method.recommend_at(case.user_id, k, case.at, exclude=case.exclude)
+    else:
+        scored = method.recommend(case.user_id, k, exclude=case.exclude)
     return _check_list(name, case.user_id, scored, k, case.exclude, offered)
 
 
@@ -197,6 +202,7 @@ def evaluate(
     offered_ids: Sequence[str] | None = None,
     count_repeats: bool = True,
     bought_together: bool = True,
+    moments: Mapping[str, datetime] | None = None,
 ) -> dict[str, Any]:
     """Fit each method on ``train`` only and score it on ``test``; a JSON-ready dict.
 
@@ -217,7 +223,7 @@ def evaluate(
 
     train_t, test_t = tuple(train), tuple(test)
     warm_items = frozenset(items_of(train_t))
-    cases = user_cases(train_t, test_t, count_repeats)
+    cases = user_cases(train_t, test_t, count_repeats, moments)
     pairs = sorted(bought_together_pairs(test_t)) if bought_together else []
     offered_list = list(catalog_ids) if offered_ids is None else [i for i in catalog_ids if i in set(offered_ids)]
     offered = None if offered_ids is None else frozenset(offered_list)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,16 @@ class ShoprecMethod:
         flt = ItemFilter(exclude_ids=list(exclude)) if exclude else None
         results = self.engine.recommend_user(user_id, k=k, flt=flt)
         if self._offered is not None:  # the cold-start path (trending) is not narrowed by offer_only
+            results = [r for r in results if r.id in self._offered]
+        return [(r.id, r.score) for r in results]
+
+    def recommend_at(self, user_id: str, k: int, at: datetime, exclude: Collection[str] = frozenset()) -> Scored:
+        """The feed as the shop would have served it at ``at`` (leave-last: the user's last visit
+        is long before the newest event; popularity and co-purchases from after it are not used)."""
+        assert self.engine is not None, "fit first"
+        flt = ItemFilter(exclude_ids=list(exclude)) if exclude else None
+        results = self.engine.recommend_user(user_id, k=k, flt=flt, as_of=at.timestamp())
+        if self._offered is not None:
             results = [r for r in results if r.id in self._offered]
         return [(r.id, r.score) for r in results]
 

@@ -306,11 +306,14 @@ class RecommendEngine:
     # ------------------------------------------------------------------ personalised feed
     def recommend_user(self, user_id: str, k: int = 10, context_item: str | None = None,
                        exclude_purchased: bool = False, flt: ItemFilter | None = None,
-                       mmr: float | None = None) -> list[Recommendation]:
+                       mmr: float | None = None, as_of: float | None = None) -> list[Recommendation]:
         """A user's feed. A user with history gets the ranked multi-source feed (ranked_feed.py);
         whether their purchases come back is the ranker's call unless ``exclude_purchased``. A
         user without history gets items like ``context_item`` if given, else what their segment
-        buys (registration attributes), else trending, then new arrivals."""
+        buys (registration attributes), else trending, then new arrivals.
+
+        ``as_of`` (epoch seconds): the feed as it would have been at that moment — the user's
+        history, popularity and co-purchases cut there (evaluation of past visits; audits)."""
         _check_k(k)
         diversity = self._diversity(mmr)
         ctx = self._item(context_item, with_vectors=True) if context_item else None
@@ -318,8 +321,8 @@ class RecommendEngine:
         if exclude_purchased:
             exclude += [i for i, t, _ in self.events.user_items(user_id) if t == "purchase"]
         if ctx is None or self.ranked.has_history(user_id):
-            out = self.ranked.recommend(user_id, k, exclude, flt, self._now(), diversity,
-                                        context=ctx.item_id if ctx is not None else None)
+            out = self.ranked.recommend(user_id, k, exclude, flt, self._now() if as_of is None else as_of,
+                                        diversity, context=ctx.item_id if ctx is not None else None, as_of=as_of)
             if len(out) < k:  # a young shop or a narrow filter: the newest items fill the feed
                 rest = narrowed(flt, exclude=[*exclude, *self._disliked(user_id), *(r.id for r in out)])
                 out += self.feed.new_arrivals(k - len(out), rest) if rest is not None else []

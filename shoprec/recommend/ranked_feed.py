@@ -205,23 +205,25 @@ class RankedFeed:
         return not p.log.history(user_id).positive().empty
 
     def recommend(self, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
-                  now: float, diversity: float = 0.0, context: str | None = None) -> list[Recommendation]:
+                  now: float, diversity: float = 0.0, context: str | None = None,
+                  as_of: float | None = None) -> list[Recommendation]:
+        """``as_of``: rank with everything cut at that moment (see RecommendEngine.recommend_user)."""
         p = self.pipeline()
         with _single_threaded_blas():
-            return self._recommend(p, user_id, k, exclude, flt, now, diversity, context)
+            return self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of)
 
     def _recommend(self, p: RankingPipeline, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
-                   now: float, diversity: float, context: str | None) -> list[Recommendation]:
+                   now: float, diversity: float, context: str | None, as_of: float | None) -> list[Recommendation]:
         with self._lock:
             allowed = self._allowed_mask(p.table)
         excluded = {p.table.pos[i] for i in exclude if i in p.table.pos}
         ctx_code = p.table.pos.get(context) if context else None
         # The learned ranker knows shoppers with history; a newcomer is ranked by the cold blend
         # (long-run best sellers, their segment's favourites, new arrivals).
-        history = p.log.history(user_id).positive()
+        history = p.log.history(user_id, before=as_of).positive()
         ranker = self.ranker() if not history.empty else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
         ranked = p.rank(user_id, now, max(200, 20 * k), ranker, allowed=allowed, exclude=excluded,
-                        context_item=ctx_code)
+                        context_item=ctx_code, cut=as_of)
         if diversity > 0 and len(ranked) > k:
             pool = ranked[: max(4 * k, 50)]
             scores = np.array([r.score for r in pool])

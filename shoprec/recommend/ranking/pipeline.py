@@ -110,10 +110,11 @@ class RankingPipeline:
         return codes, by_source, features.build(ctx, codes, by_source)
 
     def rank(self, user_id: str, now: float, k: int, ranker: Ranker, allowed: np.ndarray | None = None,
-             exclude: set[int] | None = None, explain: bool = False, context_item: int | None = None
-             ) -> list[Ranked]:
-        ctx = self.context(user_id, now, allowed, context_item=context_item)
-        codes, by_source, x = self.candidates(ctx, self.sources(allowed))
+             exclude: set[int] | None = None, explain: bool = False, context_item: int | None = None,
+             cut: float | None = None) -> list[Ranked]:
+        """``cut``: rank as of that moment (history, popularity and co-purchase before it)."""
+        ctx = self.context(user_id, now, allowed, cut=cut, context_item=context_item)
+        codes, by_source, x = self.candidates(ctx, self.sources(allowed, cut=cut))
         if exclude:
             keep = ~np.isin(codes, list(exclude))
             codes, x = codes[keep], x[keep]

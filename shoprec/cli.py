@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed pack
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shoprec.config import Settings
@@ -180,7 +181,7 @@ def users(
         else:
             console.print(f"{stored} users stored, {len(errors)} rejected")
             for err in errors[:10]:
-                err_console.print(f"  [yellow]{err}[/yellow]")
+                err_console.print(f"  [yellow]{escape(str(err))}[/yellow]")
 
 
 @app.command()

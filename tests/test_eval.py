@@ -308,6 +308,11 @@ def test_repeats_count_and_nothing_unknown_at_the_cut_may_be_offered() -> None:
     # new to user: u1's list without its own {a, b} is empty; u2 without {a} is [b]
     assert pop["new_to_user"]["users"] == 3 and pop["new_to_user"]["recall@2"] == pytest.approx((0 + 0.5 + 1) / 3)
     assert results["data"]["offered_items"] == 3
+    # u1 buys a again after the cut: a hit for "all" (repeats count), not a target "new to user"
+    again = evaluate({"pop": Popularity()}, RUN_TRAIN, RUN_TEST + [ev("u1", "a", 10)], RUN_CATALOG, ks=(1,),
+                     progress=False, offered_ids=offered, count_repeats=True)["methods"]["pop"]["next_purchase"]
+    assert again["all"]["hit@1"] == pytest.approx(2 / 3)  # u1 (a, again) and u4 (a); u2's b is second
+    assert again["new_to_user"]["hit@1"] == pytest.approx(1 / 3)  # u1's list without a, b is empty; u4 still a
     with pytest.raises(ValueError, match="not on offer"):  # the spy offers y, unknown at the cut
         evaluate({"spy": _Spy()}, RUN_TRAIN, RUN_TEST, RUN_CATALOG, ks=(1,), progress=False, offered_ids=offered)
 
@@ -322,3 +327,51 @@ def test_report_writes_markdown_json_and_plots(tmp_path) -> None:
     for png in ("metric_vs_k.png", "warm_cold.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert math.isclose(results["methods"]["pop"]["catalogue"]["coverage@1"], 3 / 5)
+
+
+class _Diary:
+    """Records the order in which the replay lets a method see events and answer."""
+
+    can_score_cold_items = True
+    can_score_cold_users = True
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.offered: set[str] = set()
+
+    def fit(self, train, item_ids, item_features=None) -> None:
+        self.log.append(("fit", max(e.ts for e in train)))
+        self.offered = set(item_ids)
+
+    def update(self, events, new_items) -> None:
+        self.log.append(("update", {e.ts for e in events}))
+        self.offered |= set(new_items)
+
+    def recommend(self, user_id, k, exclude=frozenset()):
+        self.log.append(("ask", user_id))
+        return [(i, 1.0) for i in sorted(self.offered)[:k]]
+
+    def similar_or_complementary(self, item_id, k):
+        return None
+
+
+def test_replay_asks_each_day_before_showing_that_day_and_offers_only_what_was_seen() -> None:
+    from shoprec.evaluation.protocols import items_cold, replay
+
+    events = RUN_TRAIN + RUN_TEST  # train days 0..2, test days 10, 11, 12
+    diary = _Diary()
+    out = replay({"diary": lambda: diary}, events, ev("x", "a", 10).ts, RUN_CATALOG, ks=(1, 2), progress=False)
+    kinds = [kind for kind, _ in diary.log]
+    assert kinds == ["fit", "ask", "update", "ask", "update", "ask", "update"]
+    assert diary.log[0][1] < ev("x", "a", 10).ts  # fitted on the days before the replay only
+    assert out["data"]["days"] == 3 and out["methods"]["diary"]["next_purchase"]["all"]["users"] == 3
+    # the new item x appears only on day 11: nothing may offer it on that day
+    with pytest.raises(ValueError, match="not on offer"):
+        replay({"cheat": lambda: _Cheat()}, events, ev("x", "a", 10).ts, RUN_CATALOG, ks=(1,), progress=False)
+    held = items_cold({"pop": Popularity}, events, RUN_CATALOG, ks=(1,), progress=False)
+    assert held["methods"]["pop"] is None  # popularity cannot rank items nobody bought
+
+
+class _Cheat(_Diary):
+    def recommend(self, user_id, k, exclude=frozenset()):
+        return [("x", 1.0)]

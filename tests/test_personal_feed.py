@@ -156,3 +156,30 @@ def test_cli_train_reports_what_serves_and_why(demo_shop, tmp_path) -> None:
         assert (status["ranker"] != "blend") == body["serves"]
     finally:
         health.close()
+
+
+def test_post_users_never_answers_500_on_hostile_keys(text_only_shop: Shoprec) -> None:
+    from shoprec.http.app import create_app
+
+    with TestClient(create_app(text_only_shop.settings, service=text_only_shop)) as client:
+        bodies = ['[{"user_id": "u", "\\ud800": "x"}]',  # a lone surrogate as a key, escaped in JSON
+                  json.dumps([{"user_id": "u", "k" * 5000: "x"}]),
+                  json.dumps([{"user_id": "u", "a\x00b": 1}])]
+        for body in bodies:
+            response = client.post("/users", content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["index"] == 0
+
+
+def test_users_file_errors_name_their_line_and_never_crash(tmp_path) -> None:
+    from shoprec.recommend.segments import read_users
+
+    path = tmp_path / "users.jsonl"
+    path.write_text('{"user_id": "ok", "age": 30}\n{"user_id": "big", "n": 1' + "0" * 5000 + '}\n'
+                    + "[" * 100_000 + "\n" + '{"user_id": "u", "[/]": "x"}\n', encoding="utf-8")
+    rows = list(read_users(path))
+    assert [type(r).__name__ for r in rows] == ["UserRow", "UserError", "UserError", "UserRow"]
+    assert rows[1].line == 2 and "invalid JSON" in rows[1].reason
+    bom = tmp_path / "users.csv"
+    bom.write_bytes("\ufeffuser_id,age\nu1,20\n".encode("utf-8"))
+    assert [r.user_id for r in read_users(bom)] == ["u1"]

@@ -199,8 +199,9 @@ def test_training_learns_a_ranker_that_beats_the_blend_on_a_learnable_shop(tmp_p
     t, log = busy_shop()
     report = train(RankingPipeline(t, log), TrainSettings(label_days=14, windows=8, min_positive_queries=20))
     v = report.card["validation"]
-    assert report.ranker is not None
-    assert report.serves == (v["ndcg@10_learned"] > v["ndcg@10_blend"])
+    assert report.ranker is not None and report.serves
+    # shoppers here rebuy their favourite half the time: the model must learn that and beat the blend
+    assert v["ndcg@10_learned"] > v["ndcg@10_blend"] > 0.3
     assert set(report.card["importances"]) == set(FEATURES)
     report.ranker.save(tmp_path)
     card = read_card(tmp_path)
@@ -238,3 +239,17 @@ def test_the_pipeline_ranks_and_explains_with_sources():
     by_id = {t.ids[r.code]: r for r in ranked}
     assert by_id["top-red"].reason_source == "rebuy"
     assert by_id["top-blue"].reason_source == "variant"
+
+
+def test_ranking_as_of_a_cut_never_reuses_a_later_snapshot():
+    """Two visits in the same hour: what was bought between them must not leak into the earlier."""
+    t, log = shop()
+    add(log, t, "u", "top-red", "view", 1.0)
+    hour = 3600.0 / DAY
+    log.add("fan", t.pos["shoe"], "purchase", NOW - 0.5 * hour * DAY, "fan@1")  # 30 minutes ago
+    p = RankingPipeline(t, log)
+    later = {t.ids[r.code]: r for r in p.rank("u", NOW, 10, BlendRanker(), cut=NOW)}
+    earlier = {t.ids[r.code]: r for r in p.rank("u", NOW - 0.75 * hour * DAY, 10, BlendRanker(),
+                                               cut=NOW - 0.75 * hour * DAY)}
+    assert later["shoe"].sources.get("trending", 0) > 0
+    assert "shoe" not in earlier or earlier["shoe"].sources.get("trending", 0) == 0

@@ -444,3 +444,26 @@ def test_the_feed_as_of_a_past_moment_ignores_what_came_after(engine):
     then = ids(engine.recommend_user("u", k=12, as_of=(T + timedelta(minutes=30)).timestamp()))
     assert now["h2"].reason == "trending in hats"
     assert ids(now.values()).index("h2") < then.index("h2")  # the later best seller was unknown then
+
+
+def test_a_narrow_filter_pages_through_the_ranking_without_repeating_items(tmp_path):
+    """Most candidates fail the filter: the feed pages further down the ranking, never twice
+    over the same items."""
+    rng = np.random.default_rng(0)
+    big = ServerStore(QdrantClient(":memory:"))
+    big.ensure_collection(DIMS)
+    points = []
+    for i in range(400):
+        v = rng.normal(size=8).astype(np.float32)
+        v /= np.linalg.norm(v)
+        category = "rare" if i % 50 == 0 else "common"
+        points.append(ItemPoint(f"x{i}", {"joint": v, "text": v, "image": v},
+                                {"title": f"item {i}", "category": category, "price": 10.0, "in_stock": True}))
+    big.upsert(points)
+    engine = open_engine(big, tmp_path)
+    engine.ingest([ev(f"s{n}", f"x{i}", "purchase", n, f"b{n}") for n, i in enumerate(range(0, 400, 3))]
+                  + [ev("u", "x7", "view", 500)])
+    feed = engine.recommend_user("u", k=6, flt=ItemFilter(categories=["rare"]))
+    assert len(feed) == 6 and len({r.id for r in feed}) == 6
+    assert all(r.category == "rare" for r in feed)
+    engine.close()

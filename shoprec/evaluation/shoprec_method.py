@@ -121,8 +121,13 @@ class ShoprecNCFRerank(ShoprecMethod):
         super().fit(train, item_ids, item_features)
         self.ncf.fit(train, item_ids, item_features)
 
+    def recommend_at(self, user_id: str, k: int, at: datetime, exclude: Collection[str] = frozenset()) -> Scored:
+        return self._rerank(user_id, k, super().recommend_at(user_id, max(k, self.candidates), at, exclude))
+
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = frozenset()) -> Scored:
-        pool = super().recommend(user_id, max(k, self.candidates), exclude)
+        return self._rerank(user_id, k, super().recommend(user_id, max(k, self.candidates), exclude))
+
+    def _rerank(self, user_id: str, k: int, pool: Scored) -> Scored:
         if not pool:
             return []
         scores = self.ncf.score(user_id, [item for item, _ in pool])

@@ -80,7 +80,12 @@ def resolve(setting: str, folder: Path, store: VectorStore) -> SpaceChoice:
         meta = json.loads((folder / "joint-space" / "space.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         meta = {}
-    choice = choose(store, meta.get("metrics"))
-    if store.count() > 0:  # an empty store decides nothing lasting: the next index run judges again
+    try:
+        count = store.count()
+    except RuntimeError:  # a store never indexed has no collection yet: nothing to judge
+        return SpaceChoice("text", "nothing indexed yet", {})
+    choice = choose(store, meta.get("metrics")) if count else SpaceChoice(
+        "text", "nothing indexed yet", {})
+    if count > 0:  # an empty store decides nothing lasting: the next index run judges again
         save(folder, choice)
     return choice

@@ -173,7 +173,7 @@ class RecommendEngine:
             return
         pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
                     for e in events]
-        with self._behaviour_lock:
+        with self._behaviour_lock, self.ranked.lock:
             with self.events.transaction() as conn:
                 EventStore.insert_events(conn, events)
                 self.popularity.add(conn, pop_rows)

@@ -67,6 +67,12 @@ class RankedFeed:
         self.ranker_note = ""
 
     # ------------------------------------------------------------------ state
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the state loads; the engine holds it from committing a batch to appending
+        it, so a load never sees a batch that is then appended again."""
+        return self._lock
+
     def pipeline(self) -> RankingPipeline:
         with self._lock:
             if self._pipeline is None:
@@ -125,6 +131,7 @@ class RankedFeed:
         (a re-index may have moved every vector: the state is reloaded on next use)."""
         with self._lock:
             self._titles.clear()
+            self.segments.clear_cache()
             if self._pipeline is None:
                 return
             if item_ids is None:
@@ -180,7 +187,11 @@ class RankedFeed:
         """Train on the shop's events, save the model card (and the model when it serves) and
         switch to it at once."""
         with self._lock:
-            pipeline = self.pipeline()
+            serving = self.pipeline()
+            # its own pipeline: training's cut-time caches must not evict (or be mistaken for)
+            # the serving ones, and its neighbours are exact over the items known at each cut
+            pipeline = RankingPipeline(serving.table, serving.log, serving.settings,
+                                       segment_items=serving.segment_items)
         report = train(pipeline, settings or TrainSettings(label_days=self.settings.ranker_label_days),
                        progress=progress)
         report.card["reason"] = report.reason
@@ -241,17 +252,20 @@ class RankedFeed:
         kinds: dict[str, set[str]] = {}
         for item, kind, _ in self.events.user_items(user_id):
             kinds.setdefault(item, set()).add(kind)
-        for start in range(0, len(ranked), page):
+        start, seen = 0, set()
+        while start < len(ranked) and len(out) < k:
             chunk = ranked[start:start + page]
+            start += len(chunk)
             hits = {h.item_id: h for h in self.store.retrieve([p.table.ids[r.code] for r in chunk])}
             for r in chunk:
                 h = hits.get(p.table.ids[r.code])
-                if h is not None and ok(h.item_id, h.payload):
+                if h is not None and h.item_id not in seen and ok(h.item_id, h.payload):
+                    seen.add(h.item_id)
                     out.append(Recommendation.from_payload(h.item_id, r.score, h.payload,
                                                            self._reason(p, r, h, history, kinds, now)))
                     if len(out) == k:
-                        return out
-            page = min(4 * page, 2000)
+                        break
+            page = min(4 * page, 2000)  # a narrow filter: widen the pages rather than crawl
         return out
 
     def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: UserHistory, kinds: dict[str, set[str]],

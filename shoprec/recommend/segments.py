@@ -49,6 +49,18 @@ class UserError:
         return f"line {self.line}: {self.reason}"
 
 
+MAX_KEY_CHARS = 64
+
+
+def _valid_text(text: str) -> bool:
+    return not any(0xD800 <= ord(ch) <= 0xDFFF or ch == "\x00" for ch in text)
+
+
+def _named(key: str) -> str:
+    """An attribute name fit to quote in an error (printable, short, never a lone surrogate)."""
+    return ascii(key[:MAX_KEY_CHARS]) if not key.isprintable() or not _valid_text(key) else key[:MAX_KEY_CHARS]
+
+
 def parse_user(raw: Any, line: int) -> UserRow | UserError:
     """One user record: ``user_id`` (or ``customer_id``) plus scalar attributes."""
     if not isinstance(raw, Mapping):
@@ -57,18 +69,24 @@ def parse_user(raw: Any, line: int) -> UserRow | UserError:
     if not isinstance(uid, (str, int)) or isinstance(uid, bool) or str(uid).strip() == "":
         return UserError(line, "user_id: missing or empty")
     uid = str(uid).strip()
-    if len(uid) > 256 or any(0xD800 <= ord(ch) <= 0xDFFF or ch == "\x00" for ch in uid):
+    if len(uid) > 256 or not _valid_text(uid):
         return UserError(line, "user_id: longer than 256 characters or not valid text")
     attrs: dict[str, str] = {}
     for key, value in raw.items():
         if key in ("user_id", "customer_id") or value is None or value == "":
             continue
+        name = str(key)
+        if len(name) > MAX_KEY_CHARS or not _valid_text(name) or not name.isprintable():
+            return UserError(line, f"{_named(name)}: attribute names are printable text of at most "
+                                   f"{MAX_KEY_CHARS} characters")
         if isinstance(value, (dict, list)):
-            return UserError(line, f"{key}: attributes must be scalars, got {type(value).__name__}")
+            return UserError(line, f"{name}: attributes must be scalars, got {type(value).__name__}")
+        if isinstance(value, float) and not np.isfinite(value):
+            return UserError(line, f"{name}: not a finite number")
         text = str(value)
-        if len(text) > MAX_VALUE_CHARS or any(0xD800 <= ord(ch) <= 0xDFFF or ch == "\x00" for ch in text + key):
-            return UserError(line, f"{key}: longer than {MAX_VALUE_CHARS} characters or not valid text")
-        attrs[str(key)] = text
+        if len(text) > MAX_VALUE_CHARS or not _valid_text(text):
+            return UserError(line, f"{name}: longer than {MAX_VALUE_CHARS} characters or not valid text")
+        attrs[name] = text
     if len(attrs) > MAX_ATTRIBUTES:
         return UserError(line, f"more than {MAX_ATTRIBUTES} attributes")
     return UserRow(line, uid, attrs)
@@ -76,20 +94,30 @@ def parse_user(raw: Any, line: int) -> UserRow | UserError:
 
 def read_users(path: Path) -> Iterator[UserRow | UserError]:
     """Users from JSONL or CSV; bad lines come back as ``UserError`` with their line number."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
-            except ValueError as err:
-                yield UserError(n, f"invalid JSON: {err.msg}")
+            except (ValueError, RecursionError) as err:  # bad JSON, absurd numbers, absurd nesting
+                yield UserError(n, f"invalid JSON: {getattr(err, 'msg', None) or str(err)[:200]}")
                 continue
             yield parse_user(raw, n)
     else:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        for n, record in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter), start=2):
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        n = 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield UserError(reader.line_num, f"unreadable CSV row: {err}")
+                return  # the reader cannot resynchronise after a malformed row
+            n = reader.line_num
             yield parse_user(dict(record), n)
 
 
@@ -111,7 +139,7 @@ class Segments:
         with events.transaction() as conn:
             conn.execute(_SCHEMA)
         self._keys: dict[str, str | None] | None = None
-        self._cache: dict[tuple[str, float, int], np.ndarray] = {}
+        self._cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._lock = threading.RLock()
 
     def upsert(self, rows: Sequence[UserRow]) -> int:
@@ -121,6 +149,11 @@ class Segments:
         with self._lock:
             self._keys, self._cache = None, {}
         return len(rows)
+
+    def clear_cache(self) -> None:
+        """Cached segment best sellers are item codes of one item table: drop them on reload."""
+        with self._lock:
+            self._cache = {}
 
     def forget(self, conn: Any, user_id: str) -> None:
         conn.execute("DELETE FROM user_attributes WHERE user_id = ?", (user_id,))
@@ -159,7 +192,7 @@ class Segments:
         mine = keys.get(user_id)
         if mine is None:
             return None
-        cache_key = (mine, float(np.floor(now / 3600.0)), log.version)
+        cache_key = (mine, float(now), id(log), log.version, len(table))
         with self._lock:
             if cache_key in self._cache:
                 return self._cache[cache_key]

@@ -21,7 +21,7 @@ class CoPurchase:
     def __init__(self, log: EventLog, n_items: int, before: float = np.inf,
                  basket_weight: float = 1.0, user_weight: float = 0.3) -> None:
         basket, user, item, ts = log.basket_arrays()
-        keep = ts < before
+        keep = (ts < before) & (item < n_items)
         basket, user, item = basket[keep], user[keep], item[keep]
         self.n_items = n_items
         self.weights = (basket_weight, user_weight)

@@ -65,10 +65,13 @@ class RankingPipeline:
 
     def copurchase(self, before: float = np.inf) -> CoPurchase:
         key = (self.log.version, len(self.table), before)
-        if self._copurchase is None or self._copurchase[0] != key:
-            s = self.settings
-            self._copurchase = (key, CoPurchase(self.log, len(self.table), before, s.basket_weight, s.user_weight))
-        return self._copurchase[1]
+        cached = self._copurchase
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        s = self.settings
+        built = CoPurchase(self.log, len(self.table), before, s.basket_weight, s.user_weight)
+        self._copurchase = (key, built)
+        return built
 
     def context(self, user_id: str, now: float, allowed: np.ndarray | None = None,
                 cut: float | None = None, context_item: int | None = None) -> UserContext:
@@ -92,7 +95,7 @@ class RankingPipeline:
             user_code=self.log.users.pos.get(user_id), session=session,
             user_id=user_id, now=moment, history=positive, disliked=full.disliked(), table=self.table,
             windows=self.log.windows(moment if cut is not None else np.nextafter(now, np.inf), len(self.table),
-                                     self.table),
+                                     self.table, exact=cut is not None),
             half_life_days=self.settings.half_life_days, allowed=allowed,
             segment_items=self.segment_items(user_id, moment) if self.segment_items else None,
         )

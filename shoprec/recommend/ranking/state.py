@@ -101,11 +101,13 @@ class ItemTable:
                    np.nan if facts.price is None else float(facts.price),
                    np.nan if facts.created is None else float(facts.created))
             if i is None:
-                i = self.pos[item_id] = len(self.ids)
-                self.ids.append(item_id)
+                # arrays first, the id last: a reader that finds the id finds its facts
+                i = len(self.ids)
                 for arr, value in zip((self._category, self._group, self._product, self._price, self._created), row):
                     arr.append(value)
                 self._vectors.append(vec)
+                self.ids.append(item_id)
+                self.pos[item_id] = i
             else:
                 old_product = int(self._product.view()[i])
                 if old_product != product and i in self._variants.get(old_product, []):
@@ -262,32 +264,39 @@ class EventLog:
         return [self.users.keys[u] for u in self._by_user]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(user, item, weight, ts) of every event."""
-        return self._user.view(), self._item.view(), self._weight.view(), self._ts.view()
+        """(user, item, weight, ts) of every event: copies of one length, taken under the lock
+        (ingest appends the parallel arrays one at a time)."""
+        with self._lock:
+            n = len(self._user)
+            return (self._user.view()[:n].copy(), self._item.view()[:n].copy(), self._weight.view()[:n].copy(),
+                    self._ts.view()[:n].copy())
 
     def basket_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(basket, user, item, ts) of every cart/purchase event."""
-        bought = self._bought.view()
-        return (self._basket.view()[bought], self._user.view()[bought], self._item.view()[bought],
-                self._ts.view()[bought])
+        """(basket, user, item, ts) of every cart/purchase event (copies, under the lock)."""
+        with self._lock:
+            n = len(self._user)
+            bought = self._bought.view()[:n]
+            return (self._basket.view()[:n][bought], self._user.view()[:n][bought], self._item.view()[:n][bought],
+                    self._ts.view()[:n][bought])
 
     @property
     def version(self) -> int:
         """Changes with every added or forgotten event (caches key on it)."""
         return self._version
 
-    def windows(self, now: float, n_items: int, table: "ItemTable") -> Windows:
+    def windows(self, now: float, n_items: int, table: "ItemTable", exact: bool = False) -> Windows:
         """Popularity of every item as of ``now`` (events at or after ``now`` are ignored).
 
-        Cached per hour of ``now`` and log length: an hour's rounding is invisible to a feed,
-        and a replayed log (evaluation) moves ``now`` a day at a time.
+        Serving caches it per hour of ``now`` and log version: an hour's rounding is invisible
+        to a feed. ``exact`` (a cut in training or "as of" a past visit) keys on ``now`` itself,
+        so nothing after the cut can come back from the cache.
         """
-        key = (np.floor(now / 3600.0), self._version, n_items)
+        key = (float(now) if exact else np.floor(now / 3600.0), exact, self._version, n_items)
         with self._lock:
             if self._windows is not None and self._windows[0] == key:
                 return self._windows[1]
             _, item, weight, ts = self.arrays()
-            past = ts < now
+            past = (ts < now) & (item < n_items)
             pos = past & (weight > 0)
             it, w, t = item[pos], weight[pos], ts[pos]
 

@@ -188,9 +188,11 @@ class RankedFeed:
         switch to it at once."""
         with self._lock:
             serving = self.pipeline()
-            # its own pipeline: training's cut-time caches must not evict (or be mistaken for)
-            # the serving ones, and its neighbours are exact over the items known at each cut
-            pipeline = RankingPipeline(serving.table, serving.log, serving.settings,
+            # its own pipeline: training's cut-time caches must not evict (or be mistaken for) the
+            # serving ones. Same neighbour search as serving (Qdrant, then the catalogue as it was
+            # at the cut): with exact search inside the catalogue of the cut, training saw more
+            # similar candidates than serving offers, and the model lost its validation on H&M.
+            pipeline = RankingPipeline(serving.table, serving.log, serving.settings, neighbours=serving.neighbours,
                                        segment_items=serving.segment_items)
         report = train(pipeline, settings or TrainSettings(label_days=self.settings.ranker_label_days),
                        progress=progress)

@@ -24,9 +24,7 @@ from shoprec.config import Settings  # noqa: E402
 from shoprec.indexing.factory import open_store  # noqa: E402
 from shoprec.recommend.engine import RecommendEngine  # noqa: E402
 
-
-def ms(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1000
+from bench_store_real import pct as ms  # noqa: E402  (the same percentile-in-ms helper)
 
 
 def main() -> int:

@@ -243,10 +243,10 @@ class RankedFeed:
             span = float(scores.max() - scores.min()) or 1.0
             chosen = mmr_select((scores - scores.min()) / span, p.table.matrix()[[r.code for r in pool]], k, diversity)
             ranked = [pool[i] for i in chosen] + [r for i, r in enumerate(pool) if i not in set(chosen)]
-        return self._materialise(p, user_id, history, ranked, k, flt, now)
+        return self._materialise(p, user_id, history, ranked, k, flt, now, p.windows(now, as_of).all_time)
 
     def _materialise(self, p: RankingPipeline, user_id: str, history: UserHistory, ranked: list[Ranked], k: int,
-                     flt: ItemFilter | None, now: float) -> list[Recommendation]:
+                     flt: ItemFilter | None, now: float, sold: np.ndarray) -> list[Recommendation]:
         """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
         ok = matcher(flt)
         out: list[Recommendation] = []
@@ -264,14 +264,15 @@ class RankedFeed:
                 if h is not None and h.item_id not in seen and ok(h.item_id, h.payload):
                     seen.add(h.item_id)
                     out.append(Recommendation.from_payload(h.item_id, r.score, h.payload,
-                                                           self._reason(p, r, h, history, kinds, now)))
+                                                           self._reason(p, r, h, history, kinds, now, sold)))
                     if len(out) == k:
                         break
             page = min(4 * page, 2000)  # a narrow filter: widen the pages rather than crawl
         return out
 
     def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: UserHistory, kinds: dict[str, set[str]],
-                now: float) -> str:
+                now: float, sold: np.ndarray) -> str:
+        """``sold``: all-time popularity per item code, as the ranking saw it."""
         source = r.reason_source
         t = p.table
         if source == "rebuy" or hit.item_id in kinds:
@@ -281,8 +282,7 @@ class RankedFeed:
             mine = [c for c in t.variants(r.code) if c in set(history.items.tolist())]
             return reasons.another_colour(self._title(t.ids[mine[-1]])) if mine else reasons.BUY_AGAIN
         if source in ("new", "similar") and reasons.is_new(hit.payload, now, self.settings.new_arrival_days) \
-                and not (r.code < len(p.log.windows(now, len(t), t).all_time)
-                         and p.log.windows(now, len(t), t).all_time[r.code] > 0):
+                and not (r.code < len(sold) and sold[r.code] > 0):
             return reasons.NEW_ARRIVAL
         recent = list(dict.fromkeys(history.items[::-1].tolist()))[:10]
         if source == "co_bought" and recent:

@@ -17,7 +17,7 @@ from .candidates import (DEFAULT_LIMITS, CandidateSource, Neighbours, UserContex
                          generate)
 from .copurchase import CoPurchase
 from .rankers import Ranker
-from .state import EventLog, ItemTable, UserHistory
+from .state import EventLog, ItemTable, UserHistory, Windows
 
 #: Source names in the order a reason is chosen when several proposed an item.
 REASON_ORDER = ("rebuy", "variant", "co_bought", "shoppers", "similar", "group_trending", "segment", "new",
@@ -73,6 +73,12 @@ class RankingPipeline:
         self._copurchase = (key, built)
         return built
 
+    def windows(self, now: float, cut: float | None = None) -> Windows:
+        """Popularity as seen at ``now`` (events up to it), or strictly before ``cut``."""
+        if cut is not None:
+            return self.log.windows(cut, len(self.table), self.table, exact=True)
+        return self.log.windows(np.nextafter(now, np.inf), len(self.table), self.table)
+
     def context(self, user_id: str, now: float, allowed: np.ndarray | None = None,
                 cut: float | None = None, context_item: int | None = None) -> UserContext:
         """``cut``: only events strictly before it are known (training); default: all events.
@@ -94,8 +100,7 @@ class RankingPipeline:
         return UserContext(
             user_code=self.log.users.pos.get(user_id), session=session,
             user_id=user_id, now=moment, history=positive, disliked=full.disliked(), table=self.table,
-            windows=self.log.windows(moment if cut is not None else np.nextafter(now, np.inf), len(self.table),
-                                     self.table, exact=cut is not None),
+            windows=self.windows(now, cut),
             half_life_days=self.settings.half_life_days, allowed=allowed,
             segment_items=self.segment_items(user_id, moment) if self.segment_items else None,
         )

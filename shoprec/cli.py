@@ -7,23 +7,40 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages, never a hub
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from shoprec.config import Settings
 from shoprec.indexing.store import ItemFilter
 from shoprec.results import Recommendation
+from shoprec.storage import StoreError
 
-app = typer.Typer(help="shoprec: multimodal product recommendations on Qdrant.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """Storage faults (full or read-only disk, a store held by a running server) are the user's
+    to fix: every command ends them with one line on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as err:
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+
+app = typer.Typer(help="shoprec: multimodal product recommendations on Qdrant.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, cls=_Commands)
 
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Embedded store folder [default: ./shoprec-data].")]
 KOpt = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")]
@@ -348,11 +365,23 @@ def evaluate_command(
 
 
 def _serve_app(settings: Settings, host: str, port: int) -> None:
+    """Open the store before uvicorn starts, so a held, full or read-only store is one line here
+    rather than a traceback inside the server's start-up."""
+    import logging
+
     import uvicorn
 
     from shoprec.http.app import create_app
+    from shoprec.service import Shoprec
 
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    service = Shoprec(settings)
+    try:
+        service.store, service.engine  # noqa: B018 - open now; StoreError reaches main()
+        err_console.print(f"store {settings.store}: {service.count()} items; serving on http://{host}:{port}")
+        uvicorn.run(create_app(settings, service=service), host=host, port=port, workers=1)
+    finally:
+        service.close()
 
 
 @app.command()

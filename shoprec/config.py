@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Use a Qdrant server instead of the embedded store.")
     qdrant_api_key: str | None = None
     collection: str = "products"
+    min_free_mb: float = Field(
+        64.0, description="Free disk space (MiB) kept beyond the embedded store's reserved file length; "
+        "writes (and opening the store) are refused below it, since a full disk crashes Qdrant Edge "
+        "(shoprec/storage.py). 0 disables the check.")
     shard_number: int = Field(1, description="Shards of the server collection (cluster mode).")
     replication_factor: int = Field(1, description="Replicas of each shard (cluster mode).")
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shoprec.recommend.engine import UnknownItem
+from shoprec.storage import StoreError, StoreFull
 
 
 class ApiError(Exception):
@@ -68,8 +69,16 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
+    # Nothing of the request was written (the check runs before the write); 507 tells the client
+    # that retrying later is right, 503 that the store itself cannot be used now.
+    status = 507 if isinstance(exc, StoreFull) else 503
+    return JSONResponse(error_body(str(exc), [_field_error("store", None, str(exc))]), status_code=status)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(UnknownItem, _unknown_item)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StoreError, _store_error)

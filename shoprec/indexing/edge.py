@@ -20,11 +20,14 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
+
+from .. import storage
 
 from .store import (
     WithVectors,
@@ -79,12 +82,16 @@ class EdgeStore:
     scroll_batch: int = 256
 
     def __init__(self, path: Path, collection: str = "products", *,
-                 indexing_threshold_kb: int | None = None, hnsw_ef: int | None = None) -> None:
+                 indexing_threshold_kb: int | None = None, hnsw_ef: int | None = None,
+                 min_free_mb: float = 64.0) -> None:
         """Open ``path/collection`` if it was created before; otherwise wait for
         ``ensure_collection``. ``indexing_threshold_kb`` (used only when the shard is created)
         lowers the segment size above which ``optimize()`` builds HNSW. ``hnsw_ef`` (None: Edge's
-        default) trades HNSW query time for recall; it is read per query."""
+        default) trades HNSW query time for recall; it is read per query. ``min_free_mb`` is the
+        free disk space kept beyond the shard's reserved file length (shoprec/storage.py says why
+        a full disk must be refused up front: Edge would die of SIGBUS)."""
         self.hnsw_ef = hnsw_ef
+        self.min_free_mb = min_free_mb
         self.path = Path(path)
         self.collection = collection
         self._dir = self.path / collection
@@ -97,6 +104,8 @@ class EdgeStore:
             self._dims = self._read_meta()
             if not self._has_segments():
                 raise RuntimeError(f"{self._meta} exists but the shard folder {self._dir} is missing or empty")
+            storage.ensure_writable(self.path)
+            storage.ensure_space(self.path, self.min_free_mb, "open the store")
             self._shard = self._open(None)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -119,12 +128,14 @@ class EdgeStore:
             return qe.EdgeShard.load(str(self._dir), config)
         except Exception as err:  # Edge raises a bare Exception
             if "WouldBlock" in str(err):
-                raise RuntimeError(f"store {self._dir} is already open (another EdgeStore or process "
-                                   "holds its WAL lock); close that one first") from err
+                raise storage.StoreUnavailable(
+                    f"the store {self.path} is in use by another shoprec process (a running `shoprec serve`?) "
+                    "or is already open in this one: stop that process, or send the query to the running "
+                    "server over HTTP") from err
             if config is not None and "incompatible" in str(err):
                 raise ValueError(f"existing shard {self._dir} does not match dims {dict((n, v.size) for n, v in config.vectors.items())}: {err}"
                                  ) from err
-            raise
+            raise storage.translate(err, self.path, "open the store") from err
 
     def _has_segments(self) -> bool:
         return self._dir.is_dir() and any(self._dir.iterdir())
@@ -148,6 +159,8 @@ class EdgeStore:
                     raise dims_mismatch(self.collection, self._dims, want)
                 return
             self.path.mkdir(parents=True, exist_ok=True)
+            storage.ensure_writable(self.path)
+            storage.ensure_space(self.path, self.min_free_mb, "create the store")
             if self._has_segments():
                 # Created earlier but the metadata write never happened (crash): Edge itself
                 # checks the config against the segments.
@@ -187,44 +200,48 @@ class EdgeStore:
                                                     [float(v) for v in p.sparse.values])
         return qe.Point(point_id(p.item_id), vector, stored_payload(p))
 
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[qe.EdgeShard]:
+        """The shard under the write lock, after the disk-space check; flushed on success."""
+        with self._write:
+            shard = self._ready()
+            storage.ensure_space(self.path, self.min_free_mb, action)
+            try:
+                yield shard
+                shard.flush()
+            except Exception as err:  # Edge raises a bare Exception; OS faults become StoreErrors
+                raise storage.translate(err, self.path, action) from err
+
     def upsert(self, points: Sequence[ItemPoint]) -> None:
         """Insert or wholly replace points (vectors a point lacks are gone afterwards)."""
         if not points:
             return
-        with self._write:
-            shard = self._ready()
+        with self._writing("write items") as shard:
             dims = self._dims or {}
             for start in range(0, len(points), _UPSERT_CHUNK):
                 chunk = [self._to_point(p, dims) for p in points[start:start + _UPSERT_CHUNK]]
                 shard.update(qe.UpdateOperation.upsert_points(chunk))
-            shard.flush()
 
     def update_vectors(self, updates: Sequence[tuple[str, dict[str, np.ndarray]]]) -> None:
         if not updates:
             return
-        with self._write:
-            shard = self._ready()
+        with self._writing("write vectors") as shard:
             dims = self._dims or {}
             ops = [qe.PointVectors(point_id(item_id), check_point_vectors(ItemPoint(item_id, vectors, {}), dims))
                    for item_id, vectors in updates]
             shard.update(qe.UpdateOperation.update_vectors(ops))
-            shard.flush()
 
     def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
         if not item_ids:
             return
-        with self._write:
-            shard = self._ready()
+        with self._writing("write payloads") as shard:
             shard.update(qe.UpdateOperation.set_payload([point_id(i) for i in item_ids], payload))
-            shard.flush()
 
     def delete(self, item_ids: Sequence[str]) -> None:
         if not item_ids:
             return
-        with self._write:
-            shard = self._ready()
+        with self._writing("delete items") as shard:
             shard.update(qe.UpdateOperation.delete_points([point_id(i) for i in item_ids]))
-            shard.flush()
 
     # --- reads ----------------------------------------------------------------------------
 

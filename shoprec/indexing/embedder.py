@@ -11,6 +11,8 @@ One place decides what each vector means:
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -27,8 +29,20 @@ from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
 from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
 
+log = logging.getLogger("shoprec.encoders")
+
 #: Retrain the catalog-aligned space once the catalog has grown by this factor since the last fit.
 RETRAIN_GROWTH = 1.25
+
+
+def _loaded(kind: str, name: str, build: Any) -> Any:
+    """Build an encoder with a log line on each side: the first write or query of a process waits
+    seconds for it, and an operator should see why."""
+    log.info("loading the %s encoder %s (once per process)", kind, name)
+    started = time.perf_counter()
+    encoder = build(name)
+    log.info("%s encoder %s ready in %.1f s", kind, name, time.perf_counter() - started)
+    return encoder
 
 
 class ProductEmbedder:
@@ -39,11 +53,11 @@ class ProductEmbedder:
     # ------------------------------------------------------------------ encoders (lazy)
     @cached_property
     def text_encoder(self):
-        return build_text_encoder(self.settings.text_encoder)
+        return _loaded("text", self.settings.text_encoder, build_text_encoder)
 
     @cached_property
     def image_encoder(self):
-        return build_image_encoder(self.settings.image_encoder)
+        return _loaded("image", self.settings.image_encoder, build_image_encoder)
 
     @cached_property
     def lexical(self) -> LexicalEncoder:

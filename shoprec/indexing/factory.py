@@ -16,4 +16,4 @@ def open_store(settings: Settings) -> VectorStore:
         client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
         return ServerStore(client, settings.collection, shard_number=settings.shard_number,
                            replication_factor=settings.replication_factor)
-    return EdgeStore(settings.store, settings.collection)
+    return EdgeStore(settings.store, settings.collection, min_free_mb=settings.min_free_mb)

@@ -70,7 +70,7 @@ class RecommendEngine:
         self.store = store
         self.settings = settings
         path = events_path or settings.events_db or Path(settings.store) / "events.sqlite"
-        self.events = EventStore(path)
+        self.events = EventStore(path, min_free_mb=settings.min_free_mb)
         self.weights = settings.event_weights
         self.space = serving_space.resolve(settings.profile_vector, Path(settings.store), store)
         self.vector = self.space.vector

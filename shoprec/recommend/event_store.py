@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from .events import Event
 
 SCHEMA_VERSION = 1
@@ -74,8 +75,9 @@ def _row_to_event(row: sqlite3.Row) -> Event:
 class EventStore:
     """SQLite file of events; one connection per thread, one writer at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, min_free_mb: float = 64.0) -> None:
         self.path = Path(path)
+        self.min_free_mb = min_free_mb
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -91,6 +93,9 @@ class EventStore:
                 elif int(found[0]) != SCHEMA_VERSION:
                     raise RuntimeError(
                         f"{self.path} has events schema {found[0]}, this shoprec reads {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as err:
+            self.close()
+            raise storage.translate(err, self.path, "open the events database") from err
         except BaseException:
             self.close()
             raise
@@ -121,13 +126,23 @@ class EventStore:
             if conn.in_transaction:  # nested use by the same thread: join the outer one
                 yield conn
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            if 0 < self.min_free_mb and storage.free_bytes(self.path) < self.min_free_mb * 1024 * 1024:
+                raise storage.StoreFull(
+                    f"not enough disk space to record events: under {self.min_free_mb:g} MiB free on the disk "
+                    f"of {self.path} (SHOPREC_MIN_FREE_MB). Free some space and retry.")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite rolls back by itself on SQLITE_FULL: a second ROLLBACK would fail and
+                    # hide the real error behind "no transaction is active".
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as err:
+                raise storage.translate(err, self.path, "record events") from err
 
     def close(self) -> None:
         with self._all_lock:

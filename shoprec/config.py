@@ -40,11 +40,24 @@ class Settings(BaseSettings):
     batch_size: int = 32
     image_workers: int = 2
 
-    # --- image safety ---------------------------------------------------------------------
+    # --- image safety (shoprec/images.py, shoprec/safe_fetch.py) ----------------------------
     max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    allow_remote_images: bool = True
-    remote_image_timeout_s: float = 10.0
+    max_image_pixels: int = Field(25_000_000, description="Most pixels an image header may claim "
+                                  "(non-JPEG images are decoded at full size before being reduced).")
+    max_image_side: int = Field(10_000, description="Longest side an image header may claim, in px.")
+    max_image_aspect: float = Field(20.0, description="Most extreme width:height (or height:width) accepted.")
+    allow_remote_images: bool = Field(False, description="Fetch http(s) image URLs of the catalog and of "
+                                      "POST /items (public addresses only; see allow_private_image_hosts).")
+    allow_private_image_hosts: bool = Field(
+        False, description="Also fetch from private networks (10/8, 172.16/12, 192.168/16, 100.64/10, "
+        "fc00::/7) for shops whose photos live on an intranet. Loopback, link-local (cloud metadata), "
+        "multicast and reserved addresses are refused regardless.")
+    remote_image_timeout_s: float = Field(3.0, description="Longest wait for a connect or for each read.")
+    remote_image_deadline_s: float = Field(5.0, description="Longest time one URL may take, redirects included.")
+    remote_image_batch_budget_s: float = Field(
+        10.0, description="Longest time all remote images of one POST /items batch may take together; "
+        "URLs left when it is spent are reported as image errors (the items are indexed by text).")
+    remote_image_max_redirects: int = Field(3, description="Redirects followed per URL (each hop re-vetted).")
 
     # --- behaviour ------------------------------------------------------------------------
     weight_view: float = 1.0

@@ -1,20 +1,33 @@
 """Opening product images without trusting them.
 
 Every failure is an ``ImageError`` with a reason a merchandiser can act on (missing file,
-path escaping the catalog folder, too many bytes, too many pixels, truncated or corrupt data).
-Pixels are only decoded after the header has been checked, so a decompression bomb costs a
-header read, not gigabytes.
+path escaping the catalog folder, too many bytes, too many pixels, a side too long or too thin,
+truncated or corrupt data). Pixels are only decoded after the header has been checked, so a
+decompression bomb costs a header read, not gigabytes; and an image is decoded straight down to
+a working size (JPEG at reduced DCT scale, others reduced right after decoding), because every
+later step (letterboxing to a square above all) costs memory in the square of the longer side.
+Remote URLs go through ``safe_fetch`` (no requests to the server's own network, one generic
+error text).
 """
 
 from __future__ import annotations
 
 import io
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from shoprec.safe_fetch import Budget, FetchError, FetchPolicy, fetch
+
+#: Longer side images are reduced to right after decoding: comfortably above what the encoders
+#: read (224 px for EfficientNet-Lite0, up to ~448 for CLIP variants), small enough that padding
+#: to a square costs at most 3 MiB.
+WORKING_SIDE = 1024
+
+#: Modes PIL resizes directly; others (palette, 16-bit, CMYK...) become RGB before reducing.
+_RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA"}
 
 
 class ImageError(ValueError):
@@ -24,9 +37,20 @@ class ImageError(ValueError):
 @dataclass(frozen=True)
 class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    allow_remote: bool = True
-    timeout_s: float = 10.0
+    max_pixels: int = 25_000_000
+    max_side: int = 10_000
+    max_aspect: float = 20.0
+    working_side: int = WORKING_SIDE
+    allow_remote: bool = False
+    allow_private_hosts: bool = False
+    timeout_s: float = 3.0
+    deadline_s: float = 5.0
+    max_redirects: int = 3
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(max_bytes=self.max_bytes, timeout_s=self.timeout_s, deadline_s=self.deadline_s,
+                           max_redirects=self.max_redirects, allow_private=self.allow_private_hosts)
 
 
 def is_remote(ref: str) -> bool:
@@ -35,6 +59,8 @@ def is_remote(ref: str) -> bool:
 
 def resolve_local(ref: str, base_dir: Path) -> Path:
     """A relative path must stay inside the catalog's folder; absolute paths are the shop's call."""
+    if "\x00" in ref:
+        raise ImageError("image path contains a NUL byte")
     candidate = Path(ref)
     if candidate.is_absolute():
         return candidate
@@ -45,15 +71,15 @@ def resolve_local(ref: str, base_dir: Path) -> Path:
     return resolved
 
 
-def read_image_bytes(ref: str, base_dir: Path, limits: ImageLimits) -> bytes:
+def read_image_bytes(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None = None) -> bytes:
+    """The file's bytes, or a remote URL's (``budget``: the batch's shared fetch time)."""
     if is_remote(ref):
         if not limits.allow_remote:
-            raise ImageError(f"remote images are disabled: {ref}")
+            raise ImageError("remote images are disabled (set SHOPREC_ALLOW_REMOTE_IMAGES=true to fetch URLs)")
         try:
-            with urllib.request.urlopen(ref, timeout=limits.timeout_s) as response:  # noqa: S310 (http/https only)
-                data = response.read(limits.max_bytes + 1)
-        except OSError as err:
-            raise ImageError(f"could not fetch {ref}: {err}") from err
+            data = fetch(ref, limits.fetch_policy, budget)
+        except FetchError as err:
+            raise ImageError(str(err)) from err  # the generic text: no hosts, ports or reasons leak
     else:
         path = resolve_local(ref, base_dir)
         if not path.is_file():
@@ -66,8 +92,29 @@ def read_image_bytes(ref: str, base_dir: Path, limits: ImageLimits) -> bytes:
     return data
 
 
+def check_header_size(width: int, height: int, limits: ImageLimits) -> None:
+    """Refuse sizes whose decoding or squaring would cost far more than the file suggests."""
+    if width < 1 or height < 1:
+        raise ImageError(f"image is {width}x{height} pixels: it has no pixels")
+    if width * height > limits.max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} pixels, over the {limits.max_pixels} pixel limit "
+            "(possible decompression bomb)"
+        )
+    if max(width, height) > limits.max_side:
+        raise ImageError(f"image is {width}x{height} pixels: its longer side is over the {limits.max_side} px limit")
+    if max(width, height) / min(width, height) > limits.max_aspect:
+        raise ImageError(f"image is {width}x{height} pixels: wider or taller than "
+                         f"{limits.max_aspect:g}:1, not a product photo")
+
+
+def _working_size(width: int, height: int, side: int) -> tuple[int, int]:
+    scale = min(1.0, side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Validate the header, then decode fully (catching truncation) into RGB."""
+    """Check the header, then decode (catching truncation) straight down to the working size, in RGB."""
     if not data:
         raise ImageError("image file is empty")
     try:
@@ -75,13 +122,17 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             probe = Image.open(io.BytesIO(data))
             width, height = probe.size
-            if width * height > limits.max_pixels:
-                raise ImageError(
-                    f"image is {width}x{height} pixels, over the {limits.max_pixels} pixel limit "
-                    "(possible decompression bomb)"
-                )
+            check_header_size(width, height, limits)
+            target = _working_size(width, height, limits.working_side)
+            if probe.format == "JPEG":
+                probe.draft("RGB", target)  # DCT scaling: a 6000 px JPEG decodes at 750..1500 px
             probe.load()
-            return probe.convert("RGB")
+            image: Image.Image = probe
+            if image.mode not in _RESIZABLE_MODES:
+                image = image.convert("RGB")
+            if max(image.size) > limits.working_side:
+                image.thumbnail((limits.working_side, limits.working_side), Image.Resampling.BICUBIC)
+            return image.convert("RGB")
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -92,8 +143,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         raise ImageError(f"corrupt or truncated image: {err}") from err
 
 
-def load_image(ref: str, base_dir: Path, limits: ImageLimits) -> Image.Image:
-    return decode_image(read_image_bytes(ref, base_dir, limits), limits)
+def load_image(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None = None) -> Image.Image:
+    return decode_image(read_image_bytes(ref, base_dir, limits, budget), limits)
 
 
 def image_fingerprint(ref: str | None, base_dir: Path) -> str:

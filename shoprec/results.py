@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel
 
 
 def image_url(item_id: str, payload: dict[str, Any]) -> str | None:
-    """Where the web page and API clients fetch a product's photo (served by GET /images/{id})."""
-    return f"/images/{item_id}" if payload.get("image") else None
+    """Where the web page and API clients fetch a product's photo (served by GET /images/{id}).
+
+    The id is one percent-encoded path segment: ids are the shop's and may hold ``?``, ``#``,
+    ``/``, spaces or any script, which would otherwise cut the URL short or change its path.
+    """
+    return f"/images/{quote(item_id, safe='')}" if payload.get("image") else None
 
 
 class Recommendation(BaseModel):

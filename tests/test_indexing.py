@@ -174,12 +174,19 @@ def test_unsupported_or_missing_catalog_is_a_clear_error(tmp_path: Path) -> None
         service.index_catalog(tmp_path / "catalog.xml", progress=False)
 
 
-def test_remote_images_over_http(shop: Path, tmp_path: Path) -> None:
-    """http(s) image URLs are fetched (here from a loopback server); a dead link costs the photo only."""
+def test_remote_images_over_http(shop: Path, tmp_path: Path, monkeypatch) -> None:
+    """http(s) image URLs are fetched when allowed; a dead link costs the photo only.
+
+    The server is on loopback, which a real fetch refuses (tests/test_image_safety.py), so the
+    address check is relaxed here.
+    """
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+    from shoprec import safe_fetch
+
+    monkeypatch.setattr(safe_fetch, "address_allowed", lambda address, allow_private: True)
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(shop / "img"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -189,7 +196,7 @@ def test_remote_images_over_http(shop: Path, tmp_path: Path) -> None:
             {"id": "r1", "title": "remote red", "image": f"{base}/red.png"},
             {"id": "r2", "title": "remote missing", "image": f"{base}/nope.png"},
         ])
-        service = _service(tmp_path)
+        service = Shoprec(Settings(store=tmp_path / "store", batch_size=4, allow_remote_images=True))
         report = service.index_catalog(catalog, progress=False)
     finally:
         server.shutdown()

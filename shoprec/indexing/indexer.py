@@ -27,6 +27,7 @@ from shoprec.indexing.embedder import ProductEmbedder
 from shoprec.indexing import serving_space
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import JOINT_VERSION_FIELD, VectorStore
+from shoprec.safe_fetch import Budget
 
 #: Payload fields the indexer owns (besides the catalog fields).
 HASH_FIELD = "content_hash"
@@ -48,8 +49,13 @@ class Indexer:
         self.limits = ImageLimits(
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_aspect=settings.max_image_aspect,
             allow_remote=settings.allow_remote_images,
+            allow_private_hosts=settings.allow_private_image_hosts,
             timeout_s=settings.remote_image_timeout_s,
+            deadline_s=settings.remote_image_deadline_s,
+            max_redirects=settings.remote_image_max_redirects,
         )
 
     # ------------------------------------------------------------------ public API
@@ -74,12 +80,16 @@ class Indexer:
         return report
 
     def upsert_products(self, products: Sequence[Product], base_dir: Path) -> IndexReport:
-        """Index a batch at once (HTTP upserts): new items are searchable when this returns."""
+        """Index a batch at once (HTTP upserts): new items are searchable when this returns.
+
+        Remote photos of the batch share one fetch budget, so slow URLs cannot hold the request.
+        """
         started = time.perf_counter()
         report = IndexReport()
         self.embedder.ensure_collection(self.store)
         rows = [CatalogRow(i + 1, p) for i, p in enumerate(products)]
-        self._upsert_rows(rows, base_dir, report, progress=False)
+        budget = Budget(self.settings.remote_image_batch_budget_s)
+        self._upsert_rows(rows, base_dir, report, progress=False, budget=budget)
         self._refresh_joint(report, progress=False, train=False)
         report.seconds = time.perf_counter() - started
         return report
@@ -108,7 +118,8 @@ class Indexer:
             unique.append(row)
         return unique
 
-    def _upsert_rows(self, rows: list[CatalogRow], base_dir: Path, report: IndexReport, progress: bool) -> list[CatalogRow]:
+    def _upsert_rows(self, rows: list[CatalogRow], base_dir: Path, report: IndexReport, progress: bool,
+                     budget: Budget | None = None) -> list[CatalogRow]:
         known = {hit.item_id: hit.payload.get(HASH_FIELD) for hit in self.store.scroll(fields=["item_id", HASH_FIELD])}
         todo: list[tuple[CatalogRow, str]] = []
         for row in rows:
@@ -121,20 +132,21 @@ class Indexer:
         with ThreadPoolExecutor(max_workers=max(1, self.settings.image_workers)) as pool, \
                 Progress(disable=not progress or not todo, transient=False) as bar:
             task = bar.add_task("encoding", total=len(todo))
-            batches = self._prefetching_batches(todo, batch_size, base_dir, pool)
+            batches = self._prefetching_batches(todo, batch_size, base_dir, pool, budget)
             for batch in batches:
                 self._encode_and_upsert(batch, base_dir, report)
                 bar.advance(task, len(batch))
         return rows
 
     def _prefetching_batches(self, todo: list[tuple[CatalogRow, str]], batch_size: int, base_dir: Path,
-                             pool: ThreadPoolExecutor) -> Iterator[list[_Pending]]:
+                             pool: ThreadPoolExecutor, budget: Budget | None = None) -> Iterator[list[_Pending]]:
         """Submit the next batch's image loads before yielding the current one."""
 
         def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
             return [
                 _Pending(row.line, row.product, digest,
-                         pool.submit(load_image, row.product.image, base_dir, self.limits) if row.product.image else None)
+                         pool.submit(load_image, row.product.image, base_dir, self.limits, budget)
+                         if row.product.image else None)
                 for row, digest in chunk
             ]
 

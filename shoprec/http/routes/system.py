@@ -38,10 +38,15 @@ def metrics_text(stats: Metrics) -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/images/{item_id}", dependencies=READ, response_class=FileResponse,
+# ``:path`` because the server decodes %2F before routing: an id holding "/" (sent encoded, as
+# image_url writes it) arrives as several path segments and must still reach this route.
+@router.get("/images/{item_id:path}", dependencies=READ, response_class=FileResponse,
             responses={200: {"content": {"image/*": {}}}, 307: {"description": "Remote photo."}})
 def image(item_id: ItemId, svc: Service) -> Response:
-    """The product photo: the local file, or a redirect to a remote photo URL."""
+    """The product photo: the local file, or a redirect to a remote photo URL.
+
+    The id is percent-decoded, so ``/images/a%3Fb%23c`` is the photo of item ``a?b#c``.
+    """
     payload = svc.get_item(item_id)
     if payload is None:
         raise ApiError(404, f"unknown item {item_id!r}", field="item_id", location="path")

@@ -241,9 +241,14 @@ def test_item_upserts_replay_their_first_answer(indexed_demo):
     item = {"id": "idem-gift-card", "title": "礼品卡 gift card", "category": "礼品卡", "price": 100}
     with TestClient(create_app(indexed_demo.settings, service=indexed_demo)) as client:
         try:
-            first = client.post("/items", json=[item], headers={"Idempotency-Key": "items-1"})
+            # one valid item and one whose title is a lone surrogate: the valid one is indexed
+            # once, the other rejected by field, and the answer (200) is sent
+            body = json.dumps([item, {"id": "idem-bad", "title": "x\ud800"}]).encode()
+            post = {"content": body, "headers": {"Idempotency-Key": "items-1", "content-type": "application/json"}}
+            first = client.post("/items", **post)
             assert first.status_code == 200 and first.json()["indexed"] == 1
-            retry = client.post("/items", json=[item], headers={"Idempotency-Key": "items-1"})
+            assert [(e["index"], e["field"]) for e in first.json()["rejected"]] == [(1, "title")]
+            retry = client.post("/items", **post)
             assert retry.json() == first.json() and retry.headers["Idempotent-Replayed"] == "true"
             changed = client.post("/items", json=[{**item, "price": 90}], headers={"Idempotency-Key": "items-1"})
             assert changed.status_code == 422

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
 from shoprec.bounds import InputBounds
-from shoprec.catalog import CatalogRow, Product, RowError, parse_row, read_catalog
+from shoprec.catalog import CatalogRow, RowError, parse_row, read_catalog
 from shoprec.config import Settings
 from shoprec.http import create_app
 from shoprec.indexing.server import ServerStore
@@ -156,7 +155,7 @@ def test_one_huge_order_cannot_outweigh_several_buyers(tmp_path):
     store = EventStore(tmp_path / "ev.sqlite")
     pop = Popularity(store, Settings().event_weights, 7.0, max_units=3)
     t = 1_700_000_000.0
-    rows = [("whale", "c", "purchase", t, 10_000)] + [(f"popular", "c", "purchase", t, 1) for _ in range(4)]
+    rows = [("whale", "c", "purchase", t, 10_000)] + [("popular", "c", "purchase", t, 1) for _ in range(4)]
     with store.transaction() as conn:
         pop.add(conn, rows)
     assert [i for i, _ in pop.top(2)] == ["popular", "whale"]

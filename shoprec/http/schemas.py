@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from shoprec.bounds import printable
-
 from shoprec.catalog import Product
 from shoprec.recommend.events import Event
 from shoprec.results import Recommendation, image_url

@@ -30,8 +30,8 @@ from .complements import complementary
 from .event_store import EventStore
 from .events import Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
-from .ledger import PrefixHasher, ingested_lines
 from .filters import narrowed
+from .ledger import PrefixHasher, ingested_lines
 from .popularity import Popularity
 from .ranked_feed import RankedFeed
 from .ranking.training import TrainReport, TrainSettings

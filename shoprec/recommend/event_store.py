@@ -93,11 +93,11 @@ def chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
 
 def _row_to_event(row: sqlite3.Row) -> Event:
     # Trusted (STORED): the row passed the bounds in force when it was accepted.
-    return Event.model_validate(dict(
-        user_id=row["user_id"], item_id=row["item_id"], type=row["type"],
-        ts=datetime.fromtimestamp(row["ts"], tz=timezone.utc), session_id=row["session_id"],
-        price=row["price"], quantity=row["quantity"], event_id=row["event_id"],
-    ), context=STORED)
+    return Event.model_validate({
+        "user_id": row["user_id"], "item_id": row["item_id"], "type": row["type"],
+        "ts": datetime.fromtimestamp(row["ts"], tz=timezone.utc), "session_id": row["session_id"],
+        "price": row["price"], "quantity": row["quantity"], "event_id": row["event_id"],
+    }, context=STORED)
 
 
 class EventStore:

@@ -18,18 +18,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from shoprec.bounds import SETTING_OF, InputBounds, bounds_of, check_text, error_message, printable
 
 
 class Product(BaseModel):
+    """One catalog row. String lengths, attribute counts and Unicode validity are checked
+    against ``InputBounds`` (settings ``SHOPREC_MAX_*``); a price must be finite."""
+
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=256)
-    title: str = Field(min_length=1, max_length=2000)
-    description: str | None = Field(None, max_length=20000)
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    description: str | None = None
     category: str | None = None
     brand: str | None = None
-    price: float | None = Field(None, ge=0)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
     in_stock: bool = True
     image: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
@@ -43,20 +48,49 @@ class Product(BaseModel):
             return str(v)
         return v
 
+    @field_validator("id", "title", "description", "category", "brand", "image")
+    @classmethod
+    def _bounded(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        bounds = bounds_of(info)
+        if bounds is None:
+            return v
+        limit_name = {"id": "id_chars", "title": "title_chars", "description": "description_chars",
+                      "image": "image_ref_chars"}.get(info.field_name or "", "label_chars")
+        return check_text(v, bounds.chars(info.field_name or ""), SETTING_OF[limit_name])
+
     @field_validator("attributes", mode="before")
     @classmethod
-    def _attributes_as_strings(cls, v: Any) -> Any:
+    def _attributes_as_strings(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None:
             return {}
-        if isinstance(v, dict):
-            out = {}
-            for key, value in v.items():
-                if isinstance(value, (dict, list)):
-                    raise ValueError(f"attribute {key!r} must be a string, got {type(value).__name__}")
-                if value is not None:
-                    out[str(key)] = str(value)
-            return out
-        return v
+        if not isinstance(v, dict):
+            return v
+        bounds = bounds_of(info)
+        if bounds is not None and len(v) > bounds.attributes:
+            raise ValueError(f"{len(v)} attributes, over the limit of {bounds.attributes} "
+                             "(SHOPREC_MAX_ATTRIBUTES raises it)")
+        out = {}
+        for key, value in v.items():
+            name = str(key)
+            shown = printable(name, 60)
+            if isinstance(value, (dict, list)):
+                raise ValueError(f"attribute {shown!r} must be a string, got {type(value).__name__}")
+            if bounds is not None:
+                try:
+                    check_text(name, bounds.attribute_key_chars, "MAX_ATTRIBUTE_KEY_CHARS")
+                except ValueError as err:
+                    raise ValueError(f"attribute name {shown!r}: {err}") from None
+            if value is not None:
+                text = str(value)
+                if bounds is not None:
+                    try:
+                        check_text(text, bounds.attribute_value_chars, "MAX_ATTRIBUTE_VALUE_CHARS")
+                    except ValueError as err:
+                        raise ValueError(f"attribute {shown!r}: {err}") from None
+                out[name] = text
+        return out
 
     def text_for_embedding(self) -> str:
         """What the dense text encoders read: the words a shopper would use."""
@@ -111,18 +145,18 @@ class CatalogRow:
 def _describe(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "row"
-        parts.append(f"field '{loc}': {e['msg']}")
+        loc = printable(".".join(str(p) for p in e["loc"]), 80) or "row"
+        parts.append(f"field '{loc}': {error_message(e)}")
     return "; ".join(parts)
 
 
-def parse_row(raw: Any, line: int) -> CatalogRow | RowError:
+def parse_row(raw: Any, line: int, bounds: InputBounds | None = None) -> CatalogRow | RowError:
     if not isinstance(raw, dict):
         return RowError(line, None, f"expected an object, got {type(raw).__name__}")
     raw_id = raw.get("id")
-    item_id = str(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
+    item_id = printable(str(raw_id)) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
     try:
-        return CatalogRow(line, Product.model_validate(raw))
+        return CatalogRow(line, Product.model_validate(raw, context=bounds.context() if bounds else None))
     except ValidationError as err:
         return RowError(line, item_id, _describe(err))
 
@@ -137,7 +171,7 @@ def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
                 yield number, None, f"invalid UTF-8 at byte {err.start}"
 
 
-def _read_jsonl(path: Path) -> Iterator[CatalogRow | RowError]:
+def _read_jsonl(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | RowError]:
     for number, text, why in _decode_lines(path):
         if text is None:
             yield RowError(number, None, why)
@@ -149,7 +183,7 @@ def _read_jsonl(path: Path) -> Iterator[CatalogRow | RowError]:
         except json.JSONDecodeError as err:
             yield RowError(number, None, f"invalid JSON: {err.msg} at column {err.colno}")
             continue
-        yield parse_row(raw, number)
+        yield parse_row(raw, number, bounds)
 
 
 def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
@@ -177,7 +211,7 @@ def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
-def _read_csv(path: Path) -> Iterator[CatalogRow | RowError]:
+def _read_csv(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | RowError]:
     good_lines: list[str] = []
     line_numbers: list[int] = []
     bad: list[RowError] = []
@@ -197,19 +231,20 @@ def _read_csv(path: Path) -> Iterator[CatalogRow | RowError]:
         try:
             raw = _csv_record_to_raw(record)
         except ValueError as err:
-            yield RowError(number, record.get("id"), str(err))
+            yield RowError(number, printable(record.get("id") or "") or None, str(err))
             continue
-        yield parse_row(raw, number)
+        yield parse_row(raw, number, bounds)
 
 
-def read_catalog(path: Path) -> Iterator[CatalogRow | RowError]:
-    """Rows of a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV catalog, in file order."""
+def read_catalog(path: Path, bounds: InputBounds | None = None) -> Iterator[CatalogRow | RowError]:
+    """Rows of a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV catalog, in file order, each
+    checked against ``bounds`` (default: the environment's settings)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"catalog not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path)
+        return _read_jsonl(path, bounds)
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path)
+        return _read_csv(path, bounds)
     raise ValueError(f"unsupported catalog format {suffix!r} for {path}: use .jsonl or .csv")

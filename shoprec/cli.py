@@ -167,19 +167,28 @@ def events(
     file: Annotated[Path, typer.Argument(help="Events file (.jsonl or .csv).")],
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Ingest behaviour events; bad lines are reported, the rest ingested."""
+    """Ingest behaviour events; bad lines are reported, the rest ingested.
+
+    Lines of this file (by content) ingested before are skipped, so running it twice, or again
+    after lines were appended, counts nothing twice; events whose event_id is stored are skipped.
+    """
     with _service(store) as service:
         try:
             report = service.ingest_events_file(file)
         except (FileNotFoundError, ValueError) as err:
             _fail(str(err))
         if as_json:
-            typer.echo(json.dumps({"ingested": report.ingested,
+            typer.echo(json.dumps({"ingested": report.ingested, "skipped_lines": report.skipped_lines,
+                                   "duplicates": report.duplicates,
                                    "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]}))
         else:
             console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
+            if report.skipped_lines:
+                console.print(f"{report.skipped_lines} lines skipped: this file was ingested up to there before")
+            if report.duplicates:
+                console.print(f"{report.duplicates} events skipped: their event_id was already ingested")
             for err in report.errors[:10]:
-                err_console.print(f"  [yellow]line {err.line}: {err.reason}[/yellow]")
+                err_console.print(f"  [yellow]line {err.line}: {escape(err.reason)}[/yellow]")
 
 
 @app.command()

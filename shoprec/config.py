@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     cooc_basket_weight: float = Field(1.0, description="Bought-together weight of a shared basket/session.")
     cooc_user_weight: float = Field(0.3, description="Bought-together weight of the same shopper, other basket.")
     new_arrival_days: float = Field(14.0, description="Items created this recently are 'new arrivals'.")
+    popularity_max_units: int = Field(
+        3, ge=1, description="Most units one event adds to an item's popularity (trending and the ranker's "
+        "popularity features): a quantity of 10^4 counts as this many, so one order cannot make an item "
+        "trending for everyone.")
+
+    # --- input bounds (bounds.py): per field of the catalog and event formats ----------------
+    max_id_chars: int = Field(256, ge=1, description="Item, user, session and event ids.")
+    max_title_chars: int = Field(2000, ge=1)
+    max_description_chars: int = Field(20000, ge=1)
+    max_label_chars: int = Field(256, ge=1, description="Category and brand.")
+    max_image_ref_chars: int = Field(2048, ge=1, description="Image path or URL.")
+    max_attributes: int = Field(64, ge=0, description="Attributes per item.")
+    max_attribute_key_chars: int = Field(128, ge=1)
+    max_attribute_value_chars: int = Field(1000, ge=1)
+    max_quantity: int = Field(10_000, ge=1, description="Largest quantity one event may carry.")
 
     # --- ranking (recommend/ranking/) ------------------------------------------------------
     ranker: str = Field("auto", description="'auto' (the learned model beside the store when it serves, "
@@ -107,6 +122,9 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(
         None, description="Folder that relative image paths in POST /items resolve against "
         "[default: STORE/images]; absolute paths are refused over HTTP.")
+    idempotency_ttl_hours: float = Field(
+        24.0, gt=0, description="How long an Idempotency-Key's first answer is kept for retries.")
+    idempotency_max_keys: int = Field(100_000, ge=1, description="Most Idempotency-Keys kept (oldest go first).")
 
     @property
     def event_weights(self) -> dict[str, float]:

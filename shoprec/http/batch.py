@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shoprec.bounds import error_message
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import BatchError
 
@@ -36,7 +37,10 @@ def _readable_id(raw: Any, key: str) -> str | None:
     return str(value)
 
 
-def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: int) -> Validated[M]:
+def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: int,
+                     context: dict[str, Any] | None = None) -> Validated[M]:
+    """Every entry checked on its own (``context``: the shop's ``InputBounds``), before anything
+    is written, so a write only ever sees entries that can be stored and reported."""
     if len(raws) > max_entries:
         raise ApiError(413, f"{len(raws)} entries in one request, over the limit of {max_entries}; "
                             "send smaller batches", field="body", location="body")
@@ -48,11 +52,11 @@ def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: 
                                          message=f"expected an object, got {type(raw).__name__}"))
             continue
         try:
-            out.models.append(model.model_validate(raw))
+            out.models.append(model.model_validate(raw, context=context))
             out.positions.append(index)
         except ValidationError as err:
             for e in err.errors():
                 name = ".".join(str(p) for p in e["loc"]) or None
-                message = "missing" if e["type"] == "missing" else str(e["msg"]).removeprefix("Value error, ")
+                message = error_message(e)
                 out.errors.append(BatchError(index=index, id=ident, field=name, message=message))
     return out

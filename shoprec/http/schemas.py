@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from shoprec.bounds import printable
 from shoprec.catalog import Product
 from shoprec.recommend.events import Event
 from shoprec.results import Recommendation, image_url
@@ -29,6 +30,13 @@ class BatchError(BaseModel):
     field: str | None = None
     message: str
 
+    @field_validator("id", "field", "message", mode="before")
+    @classmethod
+    def _printable(cls, v: object) -> object:
+        # Echoed input must never break the answer: a lone surrogate cannot be encoded as
+        # UTF-8, and a megabyte id has no place in an error report.
+        return printable(v, 1000) if isinstance(v, str) else v
+
 
 class ItemsReport(BaseModel):
     indexed: int = Field(description="Items encoded and written now (new or changed).")
@@ -39,6 +47,8 @@ class ItemsReport(BaseModel):
 
 class EventsReport(BaseModel):
     ingested: int
+    duplicates: int = Field(0, description="Events skipped because their event_id was already ingested "
+                                           "(or repeated in this batch): counted once, not an error.")
     errors: list[BatchError]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 from rich.progress import Progress
 
+from shoprec.bounds import InputBounds
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
 from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
@@ -62,7 +63,7 @@ class Indexer:
     def index_catalog(self, path: Path, delete_missing: bool = False, progress: bool = True) -> IndexReport:
         started = time.perf_counter()
         report = IndexReport()
-        rows = self._unique_rows(read_catalog(path), report)
+        rows = self._unique_rows(read_catalog(path, InputBounds.of(self.settings)), report)
         self.embedder.ensure_collection(self.store)
         self.embedder.fit_lexical([row.product for row in rows])
         report_rows = self._upsert_rows(rows, Path(path).resolve().parent, report, progress)

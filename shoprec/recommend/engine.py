@@ -9,14 +9,17 @@ ingested event changes the next answer.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from ..bounds import InputBounds
 from ..config import Settings
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
@@ -28,6 +31,7 @@ from .event_store import EventStore
 from .events import Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
 from .filters import narrowed
+from .ledger import PrefixHasher, ingested_lines
 from .popularity import Popularity
 from .ranked_feed import RankedFeed
 from .ranking.training import TrainReport, TrainSettings
@@ -74,7 +78,8 @@ class RecommendEngine:
         self.weights = settings.event_weights
         self.space = serving_space.resolve(settings.profile_vector, Path(settings.store), store)
         self.vector = self.space.vector
-        self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days)
+        self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days,
+                                     settings.popularity_max_units)
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
@@ -84,6 +89,7 @@ class RecommendEngine:
         self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
         self._events_since_training = 0
         self._training: threading.Thread | None = None
+        self._applied_in_transaction = False  # see write_transaction
 
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the
@@ -137,21 +143,55 @@ class RecommendEngine:
     # ------------------------------------------------------------------ events in
     def ingest(self, events: Iterable[Event]) -> IngestReport:
         """Validate item ids against the store and fold the events into every model. An event's
-        "line" in errors is its 1-based position in ``events``."""
+        "line" in errors is its 1-based position in ``events``. Events whose ``event_id`` is
+        already stored are skipped (``report.duplicates``)."""
         return self._ingest_rows(EventRow(i, e) for i, e in enumerate(events, start=1))
 
     def ingest_file(self, path: Path) -> IngestReport:
-        """Ingest a JSONL/CSV events file; bad lines are reported (line + reason), never fatal."""
-        return self._ingest_rows(read_events(path))
+        """Ingest a JSONL/CSV events file; bad lines are reported (line + reason), never fatal.
 
-    def _ingest_rows(self, rows: Iterable[EventRow | EventError]) -> IngestReport:
+        Lines this file's content was already ingested up to (an earlier run of the same file,
+        or of the same file before lines were appended) are skipped (``report.skipped_lines``),
+        so ingesting a file twice counts nothing twice; see ledger.py.
+        """
+        path = Path(path)
+        read_events(path)  # a missing file or unknown format fails here, before any hashing
+        skip = ingested_lines(path, self.events.ingested_prefixes())
+        hasher = PrefixHasher(path)
+        try:
+            report = self._ingest_rows(read_events(path, InputBounds.of(self.settings), skip), hasher)
+        finally:
+            hasher.close()
+        report.skipped_lines += skip
+        return report
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One events transaction around several ingests and what the caller writes with them
+        (an HTTP Idempotency-Key's answer): all of it is committed, or none. Locks are taken in
+        the order ``_apply`` takes them, so this cannot deadlock with it or with a forget."""
+        with self._behaviour_lock, self.ranked.lock:
+            self._applied_in_transaction = False
+            try:
+                with self.events.transaction() as conn:
+                    yield conn
+            except BaseException:
+                if self._applied_in_transaction:
+                    # Events folded into memory were rolled back on disk: rebuild from the table.
+                    self._behaviour = None
+                    self.ranked.items_changed(None)
+                raise
+            finally:
+                self._applied_in_transaction = False
+
+    def _ingest_rows(self, rows: Iterable[EventRow | EventError], hasher: PrefixHasher | None = None) -> IngestReport:
         report = IngestReport()
         for batch in _batched(rows, _INGEST_BATCH):
             good: list[EventRow] = []
             for row in batch:
                 (report.errors.append if isinstance(row, EventError) else good.append)(row)
             ids = list(dict.fromkeys(r.event.item_id for r in good))
-            hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])}
+            hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])} if ids else {}
             accepted: list[Event] = []
             # The newest event is the engine's clock: one from the future would skew it for all.
             latest = time.time() + _MAX_CLOCK_SKEW_S
@@ -163,27 +203,47 @@ class RecommendEngine:
                                                     r.event.item_id))
                 else:
                     accepted.append(r.event)
-            self._apply(accepted, hits)
-            report.ingested += len(accepted)
+            checkpoints = hasher.through(batch[-1].line) if hasher is not None else []
+            applied = self._apply(accepted, hits, checkpoints)
+            if applied is None:  # another run ingested this part of the file meanwhile
+                report.skipped_lines += len(batch)
+                report.errors = [e for e in report.errors if e not in batch]
+                continue
+            report.ingested += applied[0]
+            report.duplicates += applied[1]
         report.errors.sort(key=lambda e: e.line)
         return report
 
-    def _apply(self, events: Sequence[Event], hits: dict[str, Hit]) -> None:
-        if not events:
-            return
-        pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
-                    for e in events]
+    def _apply(self, events: Sequence[Event], hits: dict[str, Hit],
+               checkpoints: Sequence[tuple[int, str]] = ()) -> tuple[int, int] | None:
+        """Store and fold in the events not already stored (by event_id), with the file
+        checkpoints that cover them, in one transaction. (ingested, duplicates); None if the
+        last checkpoint was already recorded (the batch was ingested by another run)."""
+        if not events and not checkpoints:
+            return 0, 0
         with self._behaviour_lock, self.ranked.lock:
             with self.events.transaction() as conn:
-                EventStore.insert_events(conn, events)
-                self.popularity.add(conn, pop_rows)
-                EventStore.advance_clock(conn, max(e.epoch for e in events))
+                if checkpoints and EventStore.has_prefix(conn, checkpoints[-1][1]):
+                    return None
+                fresh, duplicates = EventStore.new_events(conn, events)
+                pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
+                            for e in fresh]
+                if fresh:
+                    EventStore.insert_events(conn, fresh)
+                    self.popularity.add(conn, pop_rows)
+                    EventStore.advance_clock(conn, max(e.epoch for e in fresh))
+                for lines, sha in checkpoints:
+                    EventStore.record_prefix(conn, sha, lines)
             if self._behaviour is not None:
-                for e, (_, category, *_) in zip(events, pop_rows):
+                for e, (_, category, *_) in zip(fresh, pop_rows):
                     self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category,
                                         reasons.product_code(hits[e.item_id].payload))
-            self.ranked.on_events(events, hits)
-        self._maybe_retrain(len(events))
+            if fresh:
+                self.ranked.on_events(fresh, hits)
+                self._applied_in_transaction = True
+        if fresh:
+            self._maybe_retrain(len(fresh))
+        return len(fresh), duplicates
 
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:

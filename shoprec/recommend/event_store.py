@@ -5,9 +5,13 @@ HTTP server read while one writer appends. ``synchronous=FULL`` means an ingest 
 returned has its events on disk even if the machine loses power right after.
 
 Tables:
-  events    every accepted event (the source of truth; everything else can be recomputed)
+  events    every accepted event (the source of truth; everything else can be recomputed);
+            ``event_id`` (the sender's, optional) is unique, so a re-sent event is stored once
   items     per item: category snapshot and time-decayed popularity (log2, see popularity.py)
   meta      schema version and the event clock (newest event time seen)
+  ingested_prefixes  sha256 of events files' first N lines already ingested (see ledger.py),
+            written in the same transaction as those lines' events
+  idempotency        first answers of HTTP writes by Idempotency-Key (see http/idempotency.py)
 
 Co-occurrence and user-kNN live in memory as sparse matrices built from ``events``
 (see cf.py): at this scale that is cheaper and exact, and forgetting a user is a rebuild.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -24,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import storage
+from ..bounds import STORED
 from .events import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this code upgrades in place (1 -> 2: events.event_id).
+_UPGRADES_FROM = (1,)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -38,7 +46,8 @@ CREATE TABLE IF NOT EXISTS events (
     session_id TEXT,
     basket TEXT NOT NULL,
     price REAL,
-    quantity INTEGER
+    quantity INTEGER,
+    event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_user ON events(user_id, ts);
 CREATE INDEX IF NOT EXISTS events_item ON events(item_id);
@@ -53,7 +62,26 @@ CREATE INDEX IF NOT EXISTS items_category_pop ON items(category, pop);
 -- user must leave no row behind), so files that still have the table lose it.
 DROP TABLE IF EXISTS profiles;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ingested_prefixes (
+    sha256 TEXT PRIMARY KEY,
+    lines INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency(at);
 """
+
+#: After the upgrade (the column must exist first on files of schema 1).
+_EVENT_ID_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id)"
+                   " WHERE event_id IS NOT NULL")
 
 #: SQLite caps bound parameters per statement; stay well under the oldest default (999).
 _CHUNK = 500
@@ -65,11 +93,12 @@ def chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
 
 
 def _row_to_event(row: sqlite3.Row) -> Event:
-    return Event(
-        user_id=row["user_id"], item_id=row["item_id"], type=row["type"],
-        ts=datetime.fromtimestamp(row["ts"], tz=timezone.utc), session_id=row["session_id"],
-        price=row["price"], quantity=row["quantity"],
-    )
+    # Trusted (STORED): the row passed the bounds in force when it was accepted.
+    return Event.model_validate({
+        "user_id": row["user_id"], "item_id": row["item_id"], "type": row["type"],
+        "ts": datetime.fromtimestamp(row["ts"], tz=timezone.utc), "session_id": row["session_id"],
+        "price": row["price"], "quantity": row["quantity"], "event_id": row["event_id"],
+    }, context=STORED)
 
 
 class EventStore:
@@ -90,15 +119,26 @@ class EventStore:
                 found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
                 if found is None:
                     conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                elif int(found[0]) in _UPGRADES_FROM:
+                    self._upgrade(conn)
                 elif int(found[0]) != SCHEMA_VERSION:
                     raise RuntimeError(
                         f"{self.path} has events schema {found[0]}, this shoprec reads {SCHEMA_VERSION}")
+                conn.execute(_EVENT_ID_INDEX)
         except sqlite3.OperationalError as err:
             self.close()
             raise storage.translate(err, self.path, "open the events database") from err
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Schema 1 -> 2: events gain the optional event_id (existing rows have none)."""
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        if "event_id" not in columns:
+            conn.execute("ALTER TABLE events ADD COLUMN event_id TEXT")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     # --- connections -----------------------------------------------------------------------
     def conn(self) -> sqlite3.Connection:
@@ -155,11 +195,46 @@ class EventStore:
     @staticmethod
     def insert_events(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
         conn.executemany(
-            "INSERT INTO events (user_id, item_id, type, ts, session_id, basket, price, quantity)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(e.user_id, e.item_id, e.type, e.epoch, e.session_id, e.basket(), e.price, e.quantity)
+            "INSERT INTO events (user_id, item_id, type, ts, session_id, basket, price, quantity, event_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.user_id, e.item_id, e.type, e.epoch, e.session_id, e.basket(), e.price, e.quantity, e.event_id)
              for e in events],
         )
+
+    @staticmethod
+    def new_events(conn: sqlite3.Connection, events: Sequence[Event]) -> tuple[list[Event], int]:
+        """The events whose ``event_id`` is neither stored nor earlier in ``events`` (events
+        without one are always new), and how many were dropped as repeats. Call inside the
+        write transaction that inserts them, so no other writer slips in between."""
+        ids = list({e.event_id for e in events if e.event_id is not None})
+        seen: set[str] = set()
+        for part in chunks(ids):
+            marks = ",".join("?" * len(part))
+            seen.update(r[0] for r in conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", part))
+        fresh: list[Event] = []
+        for e in events:
+            if e.event_id is not None:
+                if e.event_id in seen:
+                    continue
+                seen.add(e.event_id)
+            fresh.append(e)
+        return fresh, len(events) - len(fresh)
+
+    # --- ingested files (ledger.py) --------------------------------------------------------
+    def ingested_prefixes(self) -> dict[int, set[str]]:
+        """Line count -> sha256 of every events-file prefix ingested so far."""
+        out: dict[int, set[str]] = {}
+        for sha, lines in self.conn().execute("SELECT sha256, lines FROM ingested_prefixes"):
+            out.setdefault(int(lines), set()).add(sha)
+        return out
+
+    @staticmethod
+    def has_prefix(conn: sqlite3.Connection, sha256: str) -> bool:
+        return conn.execute("SELECT 1 FROM ingested_prefixes WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    @staticmethod
+    def record_prefix(conn: sqlite3.Connection, sha256: str, lines: int) -> None:
+        conn.execute("INSERT OR IGNORE INTO ingested_prefixes VALUES (?, ?, ?)", (sha256, lines, time.time()))
 
     def history(self, user_id: str, limit: int | None = None) -> list[Event]:
         """A user's events, newest first."""

@@ -2,7 +2,9 @@
 
 An event is a JSONL object or CSV record with ``user_id``, ``item_id``, ``type`` (one of
 ``view``, ``click``, ``cart``, ``purchase``, ``dislike``), ``ts`` (ISO 8601; a naive time is
-taken as UTC) and optional ``session_id``, ``price``, ``quantity``. Each bad line becomes an
+taken as UTC) and optional ``session_id``, ``price``, ``quantity`` and ``event_id`` (the
+sender's id of the event: a repeat is skipped, so a retried or re-sent event counts once). Ids
+and quantities are bounded (``InputBounds``) and must be valid Unicode. Each bad line becomes an
 ``EventError`` naming its line and reason; every other line is yielded as an ``EventRow``.
 Whether the item exists is checked later, against the store, when the event is ingested.
 """
@@ -18,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from shoprec.bounds import InputBounds, bounds_of, check_text, error_message, printable
 
 EventType = Literal["view", "click", "cart", "purchase", "dislike"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -29,20 +33,39 @@ BASKET_TYPES = ("cart", "purchase")
 class Event(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
 
-    user_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
+    user_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1)
     type: EventType
     ts: datetime
-    session_id: str | None = Field(None, max_length=256)
-    price: float | None = Field(None, ge=0)
+    session_id: str | None = None
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
     quantity: int | None = Field(None, ge=1)
+    event_id: str | None = Field(None, min_length=1)
 
-    @field_validator("user_id", "item_id", "session_id", mode="before")
+    @field_validator("user_id", "item_id", "session_id", "event_id", mode="before")
     @classmethod
     def _ids_from_numbers(cls, v: Any) -> Any:
         # Numeric ids in JSON are still ids (customer numbers); booleans are not.
         if isinstance(v, int) and not isinstance(v, bool):
             return str(v)
+        return v
+
+    @field_validator("user_id", "item_id", "session_id", "event_id")
+    @classmethod
+    def _bounded_ids(cls, v: str | None, info: ValidationInfo) -> str | None:
+        bounds = bounds_of(info)
+        if v is None or bounds is None:
+            return v
+        return check_text(v, bounds.id_chars, "MAX_ID_CHARS")
+
+    @field_validator("quantity")
+    @classmethod
+    def _bounded_quantity(cls, v: int | None, info: ValidationInfo) -> int | None:
+        bounds = bounds_of(info)
+        if v is not None and bounds is not None and v > bounds.max_quantity:
+            shown = str(v) if v < 10 ** 15 else "a number over 10^15"
+            raise ValueError(f"{shown} is over the limit of {bounds.max_quantity} "
+                             "(SHOPREC_MAX_QUANTITY raises it)")
         return v
 
     @field_validator("type", mode="before")
@@ -62,7 +85,7 @@ class Event(BaseModel):
         try:
             return datetime.fromisoformat(v.strip())
         except ValueError:
-            raise ValueError(f"not an ISO 8601 timestamp: {v!r}") from None
+            raise ValueError(f"not an ISO 8601 timestamp: {printable(v, 40)!r}") from None
 
     @field_validator("ts")
     @classmethod
@@ -105,26 +128,28 @@ class EventError:
 class IngestReport:
     ingested: int = 0
     errors: list[EventError] = field(default_factory=list)
+    #: Events skipped because their ``event_id`` was already in the log (or earlier in the batch).
+    duplicates: int = 0
+    #: File lines skipped because this file's content up to there was ingested before.
+    skipped_lines: int = 0
 
 
 def _describe(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "event"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "missing"
+        loc = printable(".".join(str(p) for p in e["loc"]), 80) or "event"
+        msg = error_message(e)
         parts.append(f"field '{loc}': {msg}")
     return "; ".join(parts)
 
 
-def parse_event(raw: Any, line: int) -> EventRow | EventError:
+def parse_event(raw: Any, line: int, bounds: InputBounds | None = None) -> EventRow | EventError:
     if not isinstance(raw, dict):
         return EventError(line, f"expected an object, got {type(raw).__name__}")
     item = raw.get("item_id")
-    item_id = str(item) if isinstance(item, (str, int)) and not isinstance(item, bool) else None
+    item_id = printable(str(item)) if isinstance(item, (str, int)) and not isinstance(item, bool) else None
     try:
-        return EventRow(line, Event.model_validate(raw))
+        return EventRow(line, Event.model_validate(raw, context=bounds.context() if bounds else None))
     except ValidationError as err:
         return EventError(line, _describe(err), item_id)
 
@@ -141,8 +166,10 @@ def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
             yield number, text.lstrip("\ufeff") if number == 1 else text, ""
 
 
-def _read_jsonl(path: Path) -> Iterator[EventRow | EventError]:
+def _read_jsonl(path: Path, bounds: InputBounds | None, skip_lines: int) -> Iterator[EventRow | EventError]:
     for number, text, why in _decode_lines(path):
+        if number <= skip_lines:
+            continue
         if text is None:
             yield EventError(number, why)
             continue
@@ -153,38 +180,55 @@ def _read_jsonl(path: Path) -> Iterator[EventRow | EventError]:
         except json.JSONDecodeError as err:
             yield EventError(number, f"invalid JSON: {err.msg} at column {err.colno}")
             continue
-        yield parse_event(raw, number)
+        yield parse_event(raw, number, bounds)
 
 
-def _read_csv(path: Path) -> Iterator[EventRow | EventError]:
+def _read_csv(path: Path, bounds: InputBounds | None, skip_lines: int) -> Iterator[EventRow | EventError]:
+    """Records in line order; undecodable lines are reported in their place (callers record
+    how far a file was ingested by the last line they saw, so order matters)."""
     good_lines: list[str] = []
     line_numbers: list[int] = []
+    bad: list[EventError] = []
     for number, text, why in _decode_lines(path):
         if text is None:
-            yield EventError(number, why)
+            bad.append(EventError(number, why))
         else:
             good_lines.append(text)
             line_numbers.append(number)
-    if not good_lines:
-        return
-    reader = csv.DictReader(io.StringIO("".join(good_lines)))
-    for record in reader:
-        # line_num counts physical lines read so far; map back to the file's numbering.
-        number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
-        if None in record:
-            yield EventError(number, "row has more fields than the header")
-            continue
-        yield parse_event({k: v for k, v in record.items() if v not in (None, "")}, number)
+    pending = 0
+
+    def before(line: int) -> Iterator[EventError]:
+        nonlocal pending
+        while pending < len(bad) and bad[pending].line < line:
+            if bad[pending].line > skip_lines:
+                yield bad[pending]
+            pending += 1
+
+    if good_lines:
+        reader = csv.DictReader(io.StringIO("".join(good_lines)))
+        for record in reader:
+            # line_num counts physical lines read so far; map back to the file's numbering.
+            number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
+            yield from before(number)
+            if number <= skip_lines:
+                continue
+            if None in record:
+                yield EventError(number, "row has more fields than the header")
+                continue
+            yield parse_event({k: v for k, v in record.items() if v not in (None, "")}, number, bounds)
+    yield from before(2 ** 62)
 
 
-def read_events(path: Path) -> Iterator[EventRow | EventError]:
-    """Events of a JSONL (``.jsonl``/``.ndjson``/``.json``) or CSV file, in file order."""
+def read_events(path: Path, bounds: InputBounds | None = None, skip_lines: int = 0) -> Iterator[EventRow | EventError]:
+    """Events of a JSONL (``.jsonl``/``.ndjson``/``.json``) or CSV file, in line order, each
+    checked against ``bounds`` (default: the environment's settings). The first ``skip_lines``
+    lines are not read as events (a CSV header still is)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"events file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path)
+        return _read_jsonl(path, bounds, skip_lines)
     if suffix == ".csv":
-        return _read_csv(path)
+        return _read_csv(path, bounds, skip_lines)
     raise ValueError(f"unsupported events format {suffix!r} for {path}: use .jsonl or .csv")

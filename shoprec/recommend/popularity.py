@@ -5,6 +5,10 @@ item by the same factor never changes their order, so this one number, written o
 ranks items at any "now" (an index on it serves trending straight from SQLite), and the
 decayed mass at time ``now`` is ``2 ** (pop - (now - EPOCH) / half_life)``. Logs keep it
 finite for any span of years.
+
+A quantity counts as at most ``max_units`` units (``counted_units``): trending counts buyers,
+and one order of 10^4 (or a typo) must not make an item #1 for every new visitor. The ranker's
+popularity windows (ranking/state.py) count units the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from .event_store import EventStore, chunks
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
 _DAY = 86400.0
+#: Default of ``Settings.popularity_max_units``.
+DEFAULT_MAX_UNITS = 3
+
+
+def counted_units(quantity: int | None, max_units: int = DEFAULT_MAX_UNITS) -> int:
+    """Units one event adds to popularity: its quantity (1 when absent), at most ``max_units``."""
+    return max(1, min(int(quantity or 1), max_units))
 
 
 def _group_logsum(keys: np.ndarray, logs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,12 +41,14 @@ def _group_logsum(keys: np.ndarray, logs: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 class Popularity:
-    def __init__(self, events: EventStore, weights: dict[str, float], half_life_days: float) -> None:
+    def __init__(self, events: EventStore, weights: dict[str, float], half_life_days: float,
+                 max_units: int = DEFAULT_MAX_UNITS) -> None:
         if half_life_days <= 0:
             raise ValueError("trending half-life must be positive")
         self.events = events
         self.weights = weights
         self.half_life_s = half_life_days * _DAY
+        self.max_units = max_units
 
     def _log_mass(self, weights: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return np.log2(weights) + (ts - EPOCH) / self.half_life_s
@@ -54,7 +67,8 @@ class Popularity:
             " ON CONFLICT(item_id) DO UPDATE SET category = excluded.category",
             list(categories.items()),
         )
-        pos = [(item, self.weights[t] * (q or 1), ts) for item, _, t, ts, q in rows if self.weights[t] > 0]
+        pos = [(item, self.weights[t] * counted_units(q, self.max_units), ts)
+               for item, _, t, ts, q in rows if self.weights[t] > 0]
         if not pos:
             return
         items = np.array([p[0] for p in pos], dtype=object)
@@ -86,7 +100,8 @@ class Popularity:
             gone = [i for i in part if i not in live]
             conn.executemany("DELETE FROM items WHERE item_id = ?", [(i,) for i in gone])
             conn.executemany("UPDATE items SET pop = NULL WHERE item_id = ?", [(i,) for i in live])
-            pos = [(i, self.weights[t] * (q or 1), ts) for i, t, ts, q in rows if self.weights[t] > 0]
+            pos = [(i, self.weights[t] * counted_units(q, self.max_units), ts)
+                   for i, t, ts, q in rows if self.weights[t] > 0]
             if not pos:
                 continue
             uniq, sums = _group_logsum(

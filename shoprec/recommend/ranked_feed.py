@@ -79,7 +79,8 @@ class RankedFeed:
                 table = ItemTable()
                 for hit in self.store.scroll(fields=_FIELDS, with_vectors=[self.vector]):
                     self._add_item(table, hit)
-                log = EventLog(self.settings.event_weights, self.settings.trending_half_life_days)
+                log = EventLog(self.settings.event_weights, self.settings.trending_half_life_days,
+                               self.settings.popularity_max_units)
                 for r in self.events.scan("user_id, item_id, type, basket, ts, quantity, price"):
                     log.add(r["user_id"], table.ensure(r["item_id"]), r["type"], r["ts"], r["basket"],
                             r["quantity"], r["price"])

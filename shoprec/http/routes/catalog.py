@@ -6,18 +6,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
 
+from shoprec.bounds import InputBounds
 from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.http.auth import READ, WRITE
 from shoprec.http.batch import Validated, validate_entries
 from shoprec.http.deps import HttpSettings, ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
+from shoprec.http.idempotency import Idempotency, IdempotencyKey, json_response, key_lock, request_sha256
 from shoprec.http.schemas import BatchError, Deleted, ItemsReport, public_item
 from shoprec.images import ImageError, is_remote, resolve_local
 
 router = APIRouter(tags=["catalog"])
+
+_SCOPE = "POST /items"
 
 _EXAMPLE = [{
     "id": "tshirt-navy", "title": "藏青色纯棉T恤", "description": "夏季纯棉面料", "category": "T恤",
@@ -74,35 +77,55 @@ def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
 
 
 @router.post("/items", response_model=ItemsReport, dependencies=WRITE,
-             responses={422: {"description": "No entry was valid (same body shape)."}})
+             responses={422: {"description": "No entry was valid (same body shape), or the Idempotency-Key "
+                                             "was used for another body."}})
 def upsert_items(
     items: Annotated[list[Any], Body(description="Products in the catalog format (see docs/http.md).",
                                      examples=[_EXAMPLE])],
     svc: Service,
     stats: Metrics,
     settings: HttpSettings,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Index a batch now: new and changed items are recommendable when this returns.
 
-    Each entry is validated on its own; rejected ones are reported with their position and
-    field while the valid ones are indexed. Relative image paths resolve against image_root.
+    Each entry is validated on its own, before anything is written; rejected ones are reported
+    with their position and field while the valid ones are indexed. Relative image paths
+    resolve against image_root. With an ``Idempotency-Key`` a retry gets the first answer.
     """
     root = image_root(settings)
-    batch = validate_entries(Product, items, "id", settings.max_batch_items)
-    batch = _refuse_bad_images(_drop_duplicates(batch), root)
-    indexed = unchanged = 0
-    image_errors: list[BatchError] = []
-    if batch.models:
-        report = svc.upsert_items(batch.models, root)
-        indexed, unchanged = report.indexed, report.unchanged
-        image_errors = [BatchError(index=batch.position_of(e.line), id=e.item_id, field="image", message=e.reason)
-                        for e in report.image_errors]
-        stats.items_upserted.inc(indexed)
-    body = ItemsReport(indexed=indexed, unchanged=unchanged,
-                       rejected=sorted(batch.errors, key=lambda e: e.index), image_errors=image_errors)
-    if not batch.models and batch.errors:
-        return JSONResponse(body.model_dump(), status_code=422)
-    return body
+
+    def work() -> tuple[int, dict[str, Any]]:
+        batch = validate_entries(Product, items, "id", settings.max_batch_items,
+                                 InputBounds.of(settings).context())
+        batch = _refuse_bad_images(_drop_duplicates(batch), root)
+        indexed = unchanged = 0
+        image_errors: list[BatchError] = []
+        if batch.models:
+            report = svc.upsert_items(batch.models, root)
+            indexed, unchanged = report.indexed, report.unchanged
+            image_errors = [BatchError(index=batch.position_of(e.line), id=e.item_id, field="image",
+                                       message=e.reason) for e in report.image_errors]
+            stats.items_upserted.inc(indexed)
+        body = ItemsReport(indexed=indexed, unchanged=unchanged,
+                           rejected=sorted(batch.errors, key=lambda e: e.index), image_errors=image_errors)
+        return (422 if not batch.models and batch.errors else 200), body.model_dump(mode="json")
+
+    if idempotency_key is None:
+        return json_response(*work())
+    keys = Idempotency(settings)
+    digest = request_sha256(items)
+    events = svc.engine.events
+    # Indexing writes the vector store, not SQLite: hold this key (not the events file) meanwhile.
+    with key_lock(_SCOPE, idempotency_key):
+        with events.transaction() as conn:
+            replay = keys.replay(conn, _SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+        status, body = work()
+        with events.transaction() as conn:
+            keys.save(conn, _SCOPE, idempotency_key, digest, status, body)
+    return json_response(status, body)
 
 
 @router.get("/items/{item_id}", dependencies=READ)

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
 
+from shoprec.bounds import InputBounds
 from shoprec.http.auth import WRITE
 from shoprec.http.batch import validate_entries
 from shoprec.http.deps import HttpSettings, Metrics, Service
+from shoprec.http.idempotency import Idempotency, IdempotencyKey, json_response, request_sha256
 from shoprec.http.schemas import BatchError, EventsReport
 from shoprec.recommend.events import Event
 
 router = APIRouter(tags=["events"])
 
+_SCOPE = "POST /events"
 _EXAMPLE = [{"user_id": "u001", "item_id": "tshirt-black", "type": "purchase", "ts": "2026-03-01T10:00:00Z",
-             "session_id": "u001-s9"}]
+             "session_id": "u001-s9", "event_id": "order-1001-line-1"}]
 
 
 def _field_of(reason: str) -> str | None:
@@ -29,26 +31,48 @@ def _field_of(reason: str) -> str | None:
 
 
 @router.post("/events", response_model=EventsReport, dependencies=WRITE,
-             responses={422: {"description": "No event was accepted (same body shape)."}})
+             responses={422: {"description": "No event was accepted (same body shape), or the "
+                                             "Idempotency-Key was used for another body."}})
 def ingest_events(
     events: Annotated[list[Any], Body(description="Events in the event format (user_id, item_id, type, ts, "
-                                                  "session_id?, price?, quantity?).", examples=[_EXAMPLE])],
+                                                  "session_id?, price?, quantity?, event_id?).",
+                                      examples=[_EXAMPLE])],
     svc: Service,
     stats: Metrics,
     settings: HttpSettings,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Ingest a batch; each rejected event is reported with its 0-based position and reason."""
-    batch = validate_entries(Event, events, "item_id", settings.max_batch_items)
-    ingested = 0
-    errors = list(batch.errors)
-    if batch.models:
-        report = svc.ingest_events(batch.models)
-        ingested = report.ingested
-        errors += [BatchError(index=batch.position_of(e.line), id=e.item_id, field=_field_of(e.reason),
-                              message=e.reason) for e in report.errors]
-    stats.events_ingested.inc(ingested)
-    stats.events_rejected.inc(len({e.index for e in errors}))
-    body = EventsReport(ingested=ingested, errors=sorted(errors, key=lambda e: e.index))
-    if ingested == 0 and errors:
-        return JSONResponse(body.model_dump(), status_code=422)
-    return body
+    """Ingest a batch; each rejected event is reported with its 0-based position and reason.
+
+    Every entry is validated before anything is written. An event whose ``event_id`` was
+    ingested before is skipped and counted in ``duplicates``. With an ``Idempotency-Key``, the
+    events and the answer are committed together and a retry gets the same answer.
+    """
+    bounds = InputBounds.of(settings)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        batch = validate_entries(Event, events, "item_id", settings.max_batch_items, bounds.context())
+        ingested = duplicates = 0
+        errors = list(batch.errors)
+        if batch.models:
+            report = svc.ingest_events(batch.models)
+            ingested, duplicates = report.ingested, report.duplicates
+            errors += [BatchError(index=batch.position_of(e.line), id=e.item_id, field=_field_of(e.reason),
+                                  message=e.reason) for e in report.errors]
+        stats.events_ingested.inc(ingested)
+        stats.events_rejected.inc(len({e.index for e in errors}))
+        body = EventsReport(ingested=ingested, duplicates=duplicates, errors=sorted(errors, key=lambda e: e.index))
+        status = 422 if ingested == 0 and duplicates == 0 and errors else 200
+        return status, body.model_dump(mode="json")
+
+    if idempotency_key is None:
+        return json_response(*work())
+    keys = Idempotency(settings)
+    digest = request_sha256(events)
+    with svc.engine.write_transaction() as conn:
+        replay = keys.replay(conn, _SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+        status, body = work()
+        keys.save(conn, _SCOPE, idempotency_key, digest, status, body)
+    return json_response(status, body)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..popularity import DEFAULT_MAX_UNITS, counted_units
 from . import _arrays
 
 _DAY = 86400.0
@@ -214,8 +215,10 @@ class Windows:
 class EventLog:
     """All events as parallel arrays; per-user slices; popularity windows cached per hour."""
 
-    def __init__(self, weights: Mapping[str, float], trending_half_life_days: float = 7.0) -> None:
+    def __init__(self, weights: Mapping[str, float], trending_half_life_days: float = 7.0,
+                 max_units: int = DEFAULT_MAX_UNITS) -> None:
         self.weights = dict(weights)
+        self.max_units = max_units  # units per event, as trending counts them (popularity.py)
         self.half_life_s = trending_half_life_days * _DAY
         self.users = Codes()
         self._user = _arrays.Growing(np.int64)
@@ -243,7 +246,7 @@ class EventLog:
             self._by_user.setdefault(u, []).append(len(self._user))
             self._user.append(u)
             self._item.append(item)
-            self._weight.append(self.weights.get(type_, 0.0) * max(1, min(int(quantity or 1), 100)))
+            self._weight.append(self.weights.get(type_, 0.0) * counted_units(quantity, self.max_units))
             self._ts.append(ts)
             self._bought.append(type_ in BASKET_TYPES)
             self._price.append(np.nan if price is None else float(price))

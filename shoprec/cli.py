@@ -296,7 +296,7 @@ def stats(store: StoreOpt = None) -> None:
 
 @app.command()
 def demo(
-    folder: Annotated[Path, typer.Option(help="Where to write the sample shop.")] = Path("./shoprec-demo"),
+    folder: Annotated[Path, typer.Argument(help="Where to write the sample shop (its store goes to FOLDER/store).")] = Path("./shoprec-demo"),
     serve: Annotated[bool, typer.Option(help="Serve the web page afterwards.")] = False,
     port: int = 8000,
 ) -> None:

@@ -84,7 +84,7 @@ def test_forget_user(cli_store) -> None:
 
 
 def test_demo_builds_indexes_and_answers(tmp_path) -> None:
-    result = runner.invoke(app, ["demo", "--folder", str(tmp_path / "demo")])
+    result = runner.invoke(app, ["demo", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     assert "48 indexed" in result.output and "600 events ingested, 0 rejected" in result.output
     for section in ("search: 纯棉T恤", "search by photo", "similar to handbag-red", "goes with phone-black",

@@ -80,9 +80,9 @@ def batches(items: Sequence[T], batch_size: int, show_progress_bar: bool = False
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     starts = range(0, len(items), batch_size)
     if show_progress_bar:
-        from rich.progress import track
+        from shoprec.progress import track
 
-        starts = track(starts, description=description, total=len(starts))
+        starts = track(starts, description, total=len(starts))
     for start in starts:
         yield items[start:start + batch_size]
 

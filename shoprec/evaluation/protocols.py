@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from shoprec.progress import track
 from shoprec.evaluation import metrics
 from shoprec.evaluation.interactions import Interaction, items_by_user, items_of
 from shoprec.evaluation.method import ItemFeatures, Method
@@ -69,7 +70,7 @@ def replay(methods: Mapping[str, MethodFactory], interactions: Sequence[Interact
         cases: list[UserCase] = []
         lists: list[list[str]] = []
         warm: set[str] = set(items_of(seen))
-        for day in tqdm(order, desc=f"{name}: days", disable=not progress, leave=False):
+        for day in track(order, f"{name}: days", enabled=progress):
             offered_set = frozenset(known)
             history = items_by_user(seen)
             for user, bought in sorted(items_by_user(days[day]).items()):
@@ -131,7 +132,7 @@ def items_cold(methods: Mapping[str, MethodFactory], interactions: Sequence[Inte
         if narrowed:
             method.offer_only(held)
         lists = []
-        for case in tqdm(cases, desc=f"{name}: users", disable=not progress, leave=False):
+        for case in track(cases, f"{name}: users", enabled=progress):
             scored = method.recommend(case.user_id, max(ks), exclude=frozenset() if narrowed else outside)
             lists.append(_check_list(name, case.user_id, scored, max(ks), frozenset(), held))
         if hasattr(method, "close"):

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from shoprec.progress import track
 from shoprec.evaluation import metrics
 from shoprec.evaluation.interactions import Interaction, items_by_user, items_of, users_of
 from shoprec.evaluation.method import ItemFeatures, Method
@@ -156,7 +157,7 @@ def _next_purchase(
     offered: frozenset[str] | None = None,
 ) -> tuple[dict[str, Any], list[list[str]]]:
     lists = [ask(name, method, case, max(ks), offered)
-             for case in tqdm(cases, desc=f"{name}: users", disable=not progress, leave=False)]
+             for case in track(cases, f"{name}: users", enabled=progress)]
     return score_lists(cases, lists, method, warm_items, ks), lists
 
 
@@ -170,7 +171,7 @@ def _bought_together(
 ) -> dict[str, Any] | None:
     k_max = max(ks)
     answers: dict[str, list[str]] = {}
-    for query in tqdm(sorted({a for a, _ in pairs}), desc=f"{name}: items", disable=not progress, leave=False):
+    for query in track(sorted({a for a, _ in pairs}), f"{name}: items", enabled=progress):
         scored = method.similar_or_complementary(query, k_max)
         if scored is None:
             return None

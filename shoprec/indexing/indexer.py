@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from rich.progress import Progress
 
 from shoprec.bounds import InputBounds
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
@@ -28,6 +27,7 @@ from shoprec.indexing.embedder import ProductEmbedder
 from shoprec.indexing import serving_space
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import JOINT_VERSION_FIELD, VectorStore
+from shoprec.progress import progress as progress_of
 from shoprec.safe_fetch import Budget
 
 #: Payload fields the indexer owns (besides the catalog fields).
@@ -131,12 +131,11 @@ class Indexer:
                 todo.append((row, digest))
         batch_size = max(1, self.settings.batch_size)
         with ThreadPoolExecutor(max_workers=max(1, self.settings.image_workers)) as pool, \
-                Progress(disable=not progress or not todo, transient=False) as bar:
-            task = bar.add_task("encoding", total=len(todo))
+                progress_of("encoding", len(todo), enabled=progress and bool(todo)) as bar:
             batches = self._prefetching_batches(todo, batch_size, base_dir, pool, budget)
             for batch in batches:
                 self._encode_and_upsert(batch, base_dir, report)
-                bar.advance(task, len(batch))
+                bar.advance(len(batch))
         return rows
 
     def _prefetching_batches(self, todo: list[tuple[CatalogRow, str]], batch_size: int, base_dir: Path,

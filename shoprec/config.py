@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     ranker_label_days: float = Field(28.0, description="Length of each self-split label window (training).")
     ranker_retrain_events: int = Field(
         5000, description="Retrain the ranker in the background after this many new events (0: never).")
+    neighbour_cache_size: int = Field(
+        50_000, description="Anchor items whose ANN neighbours the feed keeps in memory (cleared when "
+        "the catalog changes; 0: always ask Qdrant).")
+    feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
+                                 "own event, a catalog change or a new ranker invalidates theirs at once).")
+    feed_cache_ttl_s: float = Field(60.0, description="Longest a cached feed is reused while other shoppers' "
+                                    "events move popularity (0: no feed cache).")
     group_attribute: str = Field("department", description="Catalog attribute that groups items for "
                                  "'popular in your favourite department' (falls back to category).")
     segment_attributes: str = Field("age,gender,region", description="User attributes that define a "

@@ -83,7 +83,10 @@ class Shoprec:
             self.engine.ranked.items_changed(item_ids)
 
     def delete_items(self, item_ids: Sequence[str]) -> int:
-        return self.indexer.delete(item_ids)
+        removed = self.indexer.delete(item_ids)
+        if removed:
+            self._items_changed(list(item_ids))  # cached feeds and neighbours may hold them
+        return removed
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         found = self.store.retrieve([item_id])

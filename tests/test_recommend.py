@@ -242,14 +242,18 @@ def test_an_event_changes_the_next_answer(engine):
     assert ids(after) != ids(before) and after[0].category == "bags"
 
 
-def test_an_event_changes_the_next_behaviour_answer(engine):
+def test_an_event_changes_the_next_behaviour_answer(store, tmp_path):
     # The behaviour model is loaded by the first queries; later events must still reach it.
+    # Another shopper's events reach u's feed at once only without the feed cache (its TTL bounds
+    # that staleness: test_feed_cache.py).
+    engine = open_engine(store, tmp_path, feed_cache_ttl_s=0)
     engine.ingest([ev("u", "d1", "view"), ev("n", "d1", "view", 1)])
     assert engine.complementary(["d3"], k=3) == []
     assert "popular with shoppers like you" not in {r.reason for r in engine.recommend_user("u", k=20)}
     engine.ingest([ev("n", "d3", "purchase", 2, "b"), ev("n", "h2", "purchase", 2, "b")])
     assert ids(engine.complementary(["d3"], k=1)) == ["h2"]
     assert {r.id: r.reason for r in engine.recommend_user("u", k=20)}["h2"] == "popular with shoppers like you"
+    engine.close()
 
 
 def test_older_events_weigh_less(engine):

@@ -339,3 +339,6 @@ class EdgeStore:
 
     def count(self, flt: ItemFilter | None = None) -> int:
         return int(self._ready().count(qe.CountRequest(exact=True, filter=edge_filter(flt))))
+
+    def points_count(self) -> int:
+        return int(self._ready().info().points_count)  # ~10 us; an exact count() takes ~1 ms at 17k

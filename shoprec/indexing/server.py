@@ -257,3 +257,7 @@ class ServerStore:
     def count(self, flt: ItemFilter | None = None) -> int:
         self._ready()
         return int(self.client.count(self.collection, count_filter=server_filter(flt), exact=True).count)
+
+    def points_count(self) -> int:
+        self._ready()
+        return int(self.client.count(self.collection, exact=False).count)

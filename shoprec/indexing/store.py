@@ -131,6 +131,11 @@ class VectorStore(Protocol):
 
     def count(self, flt: ItemFilter | None = None) -> int: ...
 
+    def points_count(self) -> int:
+        """How many items are stored, as cheaply as the backend can tell (serving caches compare
+        it on every request to notice items another writer added or removed)."""
+        ...
+
     def optimize(self) -> None:
         """Build indexes now (HNSW on Edge); a no-op where the server does it itself."""
 

@@ -278,6 +278,8 @@ class RecommendEngine:
             (errors.append if isinstance(row, UserError) else good.append)(row)
         for start in range(0, len(good), 1000):
             self.segments.upsert(good[start:start + 1000])
+        if good:
+            self.ranked.attributes_changed()  # a segment's favourites steer newcomers' feeds
         return len(good), errors
 
     def add_users_file(self, path: Path) -> tuple[int, list[UserError]]:

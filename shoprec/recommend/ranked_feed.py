@@ -10,6 +10,7 @@ the hand-tuned blend. Results come back with reasons naming the signal that won.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 from ..config import Settings
 from ..indexing.store import Hit, ItemFilter, VectorStore
 from ..results import Recommendation
+from ..caching import BoundedCache
 from . import reasons
 from .event_store import EventStore
 from .events import Event
@@ -64,6 +66,16 @@ class RankedFeed:
         self._allowed: tuple[int, np.ndarray] | None = None
         self._lock = threading.RLock()
         self._titles: dict[str, str] = {}
+        self._neighbour_cache: BoundedCache[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = BoundedCache(
+            settings.neighbour_cache_size)
+        # Finished feeds, reused while nothing they depend on changed: the user's own events
+        # (per-user generation), the catalog, assortment or ranker (global generation); what
+        # other shoppers do moves popularity slowly, so that drift is bounded by a TTL instead.
+        self.feeds: BoundedCache[tuple[Any, ...], tuple[int, int, float, list[Recommendation]]] = BoundedCache(
+            settings.feed_cache_size if settings.feed_cache_ttl_s > 0 else 0)
+        self._generation = 0
+        self._user_generation: dict[str, int] = {}
+        self._points_count = -1
         self.ranker_note = ""
 
     # ------------------------------------------------------------------ state
@@ -100,18 +112,29 @@ class RankedFeed:
 
     def _neighbours(self, table: ItemTable) -> Neighbours:
         """Per-history-item ANN in Qdrant; items the table has not met yet (indexed after it was
-        loaded) are fetched and added, so a new item is a candidate the moment it is indexed."""
+        loaded) are fetched and added, so a new item is a candidate the moment it is indexed.
+
+        Answers are cached per anchor vector: an item's neighbours change only when the catalog
+        does (``items_changed`` clears the cache), and shoppers' recent items overlap heavily,
+        so most feed requests find their anchors' neighbours here instead of in the HNSW graph."""
+        cache = self._neighbour_cache
 
         def search(vectors: np.ndarray, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
-            out = []
-            for hits in self.store.search_many(self.vector, list(vectors), limit, fields=[]):
-                missing = [h.item_id for h in hits if h.item_id not in table.pos]
-                if missing:
-                    for h in self.store.retrieve(missing, with_vectors=[self.vector]):
-                        self._add_item(table, h)
-                out.append((np.array([table.ensure(h.item_id) for h in hits], dtype=np.int64),
-                            np.array([h.score for h in hits], dtype=np.float64)))
-            return out
+            keys = [(v.tobytes(), limit) for v in vectors]
+            out: list[tuple[np.ndarray, np.ndarray] | None] = [cache.get(key) for key in keys]
+            todo = [i for i, found in enumerate(out) if found is None]
+            if todo:
+                answers = self.store.search_many(self.vector, [vectors[i] for i in todo], limit, fields=[])
+                for i, hits in zip(todo, answers):
+                    missing = [h.item_id for h in hits if h.item_id not in table.pos]
+                    if missing:
+                        for h in self.store.retrieve(missing, with_vectors=[self.vector]):
+                            self._add_item(table, h)
+                    found = (np.array([table.ensure(h.item_id) for h in hits], dtype=np.int64),
+                             np.array([h.score for h in hits], dtype=np.float64))
+                    cache.put(keys[i], found)
+                    out[i] = found
+            return out  # type: ignore[return-value]
 
         return search
 
@@ -120,8 +143,10 @@ class RankedFeed:
         with self._lock:
             p = self._pipeline
             if p is None:
+                self._generation += 1  # no state yet; any cached feed predates these events
                 return
             for e in events:
+                self._user_generation[e.user_id] = self._user_generation.get(e.user_id, 0) + 1
                 code = p.table.pos.get(e.item_id)
                 if code is None:
                     code = self._add_item(p.table, hits[e.item_id])
@@ -132,6 +157,8 @@ class RankedFeed:
         (a re-index may have moved every vector: the state is reloaded on next use)."""
         with self._lock:
             self._titles.clear()
+            self._neighbour_cache.clear()  # a new or moved item may now be anyone's neighbour
+            self._generation += 1
             self.segments.clear_cache()
             if self._pipeline is None:
                 return
@@ -142,8 +169,24 @@ class RankedFeed:
             for hit in self.store.retrieve(list(item_ids), with_vectors=[self.vector]):
                 self._add_item(table, hit)
 
+    def _notice_other_writers(self) -> None:
+        """Items added or removed by another writer (a second replica on a Qdrant server, a direct
+        store write) change the store's size: then no cached feed or neighbour list is trusted."""
+        count = self.store.points_count()
+        with self._lock:
+            if count != self._points_count:
+                self._points_count = count
+                self._neighbour_cache.clear()
+                self._generation += 1
+
+    def attributes_changed(self) -> None:
+        """Users' registration attributes changed: segments (and so cold feeds) may differ."""
+        with self._lock:
+            self._generation += 1
+
     def on_forget(self, user_id: str) -> None:
         with self._lock:
+            self._generation += 1  # their events leave popularity and co-purchases for everyone
             if self._pipeline is not None:
                 self._pipeline.log.drop_user(user_id)
 
@@ -153,6 +196,7 @@ class RankedFeed:
         with self._lock:
             self._allowed_ids = None if item_ids is None else frozenset(item_ids)
             self._allowed = None
+            self._generation += 1
 
     def _allowed_mask(self, table: ItemTable) -> np.ndarray | None:
         if self._allowed_ids is None:
@@ -205,6 +249,7 @@ class RankedFeed:
             save_card(self.ranker_dir, report.card)
         with self._lock:
             self._ranker = None
+            self._generation += 1
         return report
 
     def status(self) -> dict[str, Any]:
@@ -223,8 +268,20 @@ class RankedFeed:
                   as_of: float | None = None) -> list[Recommendation]:
         """``as_of``: rank with everything cut at that moment (see RecommendEngine.recommend_user)."""
         p = self.pipeline()
+        key = (user_id, k, tuple(sorted(exclude)), repr(flt), diversity, context)
+        self._notice_other_writers()
+        with self._lock:
+            stamp = (self._generation, self._user_generation.get(user_id, 0))
+        if as_of is None:
+            cached = self.feeds.get(key)
+            if cached is not None and cached[:2] == stamp \
+                    and time.monotonic() - cached[2] < self.settings.feed_cache_ttl_s:
+                return list(cached[3])
         with _single_threaded_blas():
-            return self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of)
+            out = self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of)
+        if as_of is None:
+            self.feeds.put(key, (*stamp, time.monotonic(), list(out)))
+        return out
 
     def _recommend(self, p: RankingPipeline, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
                    now: float, diversity: float, context: str | None, as_of: float | None) -> list[Recommendation]:

@@ -97,18 +97,16 @@ class CoPurchase:
         """Which of ``anchors`` was most often bought with ``item`` (for "often bought with Y")."""
         if not 0 <= item < self.n_items:
             return None
-        best, best_score = None, 0.0
+        candidates = [a for a in dict.fromkeys(anchors) if 0 <= a < self.n_items and a != item]
+        if not candidates:
+            return None
+        total = np.zeros(len(candidates))
         for m, w in zip(self.matrices, self.weights):
             if w == 0 or m.shape[0] == 0:
                 continue
-            col = m[:, [item]].toarray().ravel()
-            rows = np.flatnonzero(col)
-            if not len(rows):
-                continue
-            sub = m[rows]
-            for a in anchors:
-                if 0 <= a < self.n_items and a != item:
-                    score = w * float(sub[:, [a]].sum())
-                    if score > best_score:
-                        best, best_score = a, score
-        return best
+            rows = m[:, [item]].nonzero()[0]
+            if len(rows):
+                # one gather for every anchor at once (a column slice per anchor cost ~1 ms a feed)
+                total += w * np.asarray(m[rows][:, candidates].sum(axis=0)).ravel()
+        best = int(np.argmax(total))
+        return candidates[best] if total[best] > 0 else None

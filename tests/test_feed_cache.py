@@ -1,0 +1,89 @@
+"""The serving caches: a repeat feed request is answered from memory, and never a stale one
+where it matters (the user's own event, a catalog change, a new ranker); other shoppers' events
+reach it within the TTL."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoprec.recommend import ranked_feed
+from test_recommend import ev, ids, open_engine, store  # noqa: F401 (store is a fixture)
+
+
+@pytest.fixture
+def engine(store, tmp_path):  # noqa: F811
+    eng = open_engine(store, tmp_path, feed_cache_ttl_s=60)
+    eng.ingest([ev("u", "d1", "view"), ev("u", "d3", "view", 1), ev("n", "d1", "view", 2)])
+    yield eng
+    eng.close()
+
+
+def _counting_searches(engine, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = engine.store.search_many
+
+    def counted(vector, vectors, k, **kw):
+        calls.append(len(vectors))
+        return real(vector, vectors, k, **kw)
+
+    monkeypatch.setattr(engine.store, "search_many", counted)
+    return calls
+
+
+def test_a_repeat_request_is_served_from_the_cache(engine):
+    first = engine.recommend_user("u", k=5)
+    hits = engine.ranked.feeds.hits
+    again = engine.recommend_user("u", k=5)
+    assert ids(again) == ids(first) and [r.reason for r in again] == [r.reason for r in first]
+    assert engine.ranked.feeds.hits == hits + 1
+    # different parameters are a different feed
+    engine.recommend_user("u", k=3)
+    assert engine.ranked.feeds.hits == hits + 1
+
+
+def test_the_users_own_event_invalidates_their_feed_at_once(engine):
+    before = engine.recommend_user("u", k=5)
+    engine.ingest([ev("u", "b2", "purchase", 5), ev("u", "b1", "cart", 6)])
+    after = engine.recommend_user("u", k=5)
+    assert ids(after) != ids(before) and after[0].category == "bags"
+
+
+def test_other_shoppers_events_reach_the_feed_within_the_ttl(engine, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(ranked_feed.time, "monotonic", lambda: clock[0])
+    before = {r.id: r.reason for r in engine.recommend_user("u", k=20)}
+    assert not before.get("h2", "").startswith("often bought with")
+    engine.ingest([ev("n", "d3", "purchase", 7, "b"), ev("n", "h2", "purchase", 7, "b")])
+    clock[0] += 30  # within the TTL: the cached feed stands
+    assert {r.id: r.reason for r in engine.recommend_user("u", k=20)} == before
+    clock[0] += 31  # past it: recomputed with n's purchases (h2 was bought with d3, which u viewed)
+    after = {r.id: r.reason for r in engine.recommend_user("u", k=20)}
+    assert after["h2"].startswith("often bought with") and after["h2"] != before.get("h2")
+
+
+def test_a_catalog_change_invalidates_feeds_and_neighbours(engine, monkeypatch):
+    engine.recommend_user("u", k=5)
+    calls = _counting_searches(engine, monkeypatch)
+    engine.recommend_user("u", k=5)
+    assert calls == []  # the whole feed came from the cache
+    engine.ranked.items_changed(["d1"])  # what Shoprec.upsert_items / delete_items call
+    engine.recommend_user("u", k=5)
+    assert calls, "after a catalog change the neighbours are searched again"
+
+
+def test_neighbours_are_cached_per_anchor_across_users(engine, monkeypatch):
+    engine.ingest([ev("w", "d1", "view", 3), ev("w", "d3", "view", 4)])
+    engine.recommend_user("u", k=5)  # u's anchors (d3, d1) are searched once
+    calls = _counting_searches(engine, monkeypatch)
+    engine.recommend_user("w", k=5)  # w has the same anchors: no HNSW search at all
+    assert calls == []
+    engine.ingest([ev("w", "h1", "view", 5)])
+    engine.recommend_user("w", k=5)  # only the new anchor is searched
+    assert calls == [1]
+
+
+def test_as_of_requests_bypass_the_cache(engine):
+    engine.recommend_user("u", k=5)
+    hits = engine.ranked.feeds.hits
+    engine.recommend_user("u", k=5, as_of=engine._now())
+    assert engine.ranked.feeds.hits == hits

@@ -12,9 +12,10 @@ from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.http.auth import READ, WRITE
 from shoprec.http.batch import Validated, validate_entries
+from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
-from shoprec.http.schemas import BatchError, Deleted, ItemsReport, public_item
+from shoprec.http.schemas import BatchError, Deleted, ErrorBody, ItemsReport, public_item
 from shoprec.images import ImageError, is_remote, resolve_local
 
 router = APIRouter(tags=["catalog"])
@@ -74,7 +75,9 @@ def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
 
 
 @router.post("/items", response_model=ItemsReport, dependencies=WRITE,
-             responses={422: {"description": "No entry was valid (same body shape)."}})
+             responses=errors(*JSON_BODY_ERRORS, 507, s422=ItemsReport | ErrorBody),
+             openapi_extra=batch_body("Product", "Products in the catalog format (see docs/http.md). "
+                                      "A 422 with the report when no entry was valid."))
 def upsert_items(
     items: Annotated[list[Any], Body(description="Products in the catalog format (see docs/http.md).",
                                      examples=[_EXAMPLE])],
@@ -105,7 +108,7 @@ def upsert_items(
     return body
 
 
-@router.get("/items/{item_id}", dependencies=READ)
+@router.get("/items/{item_id}", dependencies=READ, responses=errors(404, 422))
 def get_item(item_id: ItemId, svc: Service) -> dict[str, Any]:
     """The item as stored, in the catalog format, plus its image_url."""
     payload = svc.get_item(item_id)
@@ -114,7 +117,7 @@ def get_item(item_id: ItemId, svc: Service) -> dict[str, Any]:
     return public_item(item_id, payload)
 
 
-@router.delete("/items/{item_id}", response_model=Deleted, dependencies=WRITE)
+@router.delete("/items/{item_id}", response_model=Deleted, dependencies=WRITE, responses=errors(404, 422, 507))
 def delete_item(item_id: ItemId, svc: Service) -> Deleted:
     """Remove an item from the index (its past events stay in the behaviour log)."""
     if svc.delete_items([item_id]) == 0:

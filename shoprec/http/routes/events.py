@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 
 from shoprec.http.auth import WRITE
 from shoprec.http.batch import validate_entries
+from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, Metrics, Service
-from shoprec.http.schemas import BatchError, EventsReport
+from shoprec.http.schemas import BatchError, ErrorBody, EventsReport
 from shoprec.recommend.events import Event
 
 router = APIRouter(tags=["events"])
@@ -29,7 +30,9 @@ def _field_of(reason: str) -> str | None:
 
 
 @router.post("/events", response_model=EventsReport, dependencies=WRITE,
-             responses={422: {"description": "No event was accepted (same body shape)."}})
+             responses=errors(*JSON_BODY_ERRORS, 507, s422=EventsReport | ErrorBody),
+             openapi_extra=batch_body("Event", "Events in the event format. A 422 with the report when no "
+                                      "event was accepted."))
 def ingest_events(
     events: Annotated[list[Any], Body(description="Events in the event format (user_id, item_id, type, ts, "
                                                   "session_id?, price?, quantity?).", examples=[_EXAMPLE])],

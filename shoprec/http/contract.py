@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from shoprec.catalog import Product
 from shoprec.config import Settings
@@ -70,14 +71,18 @@ def _entry_schemas() -> dict[str, dict[str, Any]]:
     return {"Product": Product.model_json_schema(), "Event": Event.model_json_schema(), "UserEntry": _USER_ENTRY}
 
 
-def errors(*statuses: int, **models: Any) -> dict[int | str, dict[str, Any]]:
+def errors(*statuses: int, report: type[BaseModel] | None = None) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: these error statuses, documented as ``ErrorBody``.
 
-    ``models`` overrides the body of one status (``s422=ItemsReport | ErrorBody``).
+    ``report``: a batch route's report, which is also its 422 body when nothing was accepted.
     """
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        out[status] = {"model": models.get(f"s{status}", ErrorBody), "description": ERROR_DESCRIPTIONS[status]}
+        out[status] = {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+    if report is not None and 422 in out:
+        out[422] = {"model": report | ErrorBody,
+                    "description": "Nothing in the batch was accepted: the report, as for 200. Or the request "
+                                   "itself is invalid: an ErrorBody naming the field."}
     return out
 
 

@@ -35,7 +35,7 @@ class Event(BaseModel):
     ts: datetime
     session_id: str | None = Field(None, max_length=256)
     price: float | None = Field(None, ge=0)
-    quantity: int | None = Field(None, ge=1, le=1_000_000)  # SQLite holds 64-bit integers at most
+    quantity: int | None = Field(None, ge=1)
 
     @field_validator("user_id", "item_id", "session_id", mode="before")
     @classmethod

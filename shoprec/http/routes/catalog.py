@@ -15,7 +15,7 @@ from shoprec.http.batch import Validated, validate_entries
 from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
-from shoprec.http.schemas import BatchError, Deleted, ErrorBody, ItemsReport, public_item
+from shoprec.http.schemas import BatchError, Deleted, ItemsReport, public_item
 from shoprec.images import ImageError, is_remote, resolve_local
 
 router = APIRouter(tags=["catalog"])
@@ -75,7 +75,7 @@ def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
 
 
 @router.post("/items", response_model=ItemsReport, dependencies=WRITE,
-             responses=errors(*JSON_BODY_ERRORS, 507, s422=ItemsReport | ErrorBody),
+             responses=errors(*JSON_BODY_ERRORS, 507, report=ItemsReport),
              openapi_extra=batch_body("Product", "Products in the catalog format (see docs/http.md). "
                                       "A 422 with the report when no entry was valid."))
 def upsert_items(

@@ -11,7 +11,7 @@ from shoprec.http.auth import WRITE
 from shoprec.http.batch import validate_entries
 from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, Metrics, Service
-from shoprec.http.schemas import BatchError, ErrorBody, EventsReport
+from shoprec.http.schemas import BatchError, EventsReport
 from shoprec.recommend.events import Event
 
 router = APIRouter(tags=["events"])
@@ -30,7 +30,7 @@ def _field_of(reason: str) -> str | None:
 
 
 @router.post("/events", response_model=EventsReport, dependencies=WRITE,
-             responses=errors(*JSON_BODY_ERRORS, 507, s422=EventsReport | ErrorBody),
+             responses=errors(*JSON_BODY_ERRORS, 507, report=EventsReport),
              openapi_extra=batch_body("Event", "Events in the event format. A 422 with the report when no "
                                       "event was accepted."))
 def ingest_events(

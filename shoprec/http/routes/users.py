@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from shoprec.http.auth import PERSONAL, WRITE
 from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import Filter, HttpSettings, K, Service, UserId
-from shoprec.http.schemas import BatchError, ErrorBody, Forgotten, History, HistoryEntry, Results, UsersReport
+from shoprec.http.schemas import BatchError, Forgotten, History, HistoryEntry, Results, UsersReport
 from shoprec.recommend.segments import UserError, parse_user
 
 router = APIRouter(tags=["users"])
@@ -57,7 +57,7 @@ def forget(user_id: UserId, svc: Service) -> Forgotten:
 
 
 @router.post("/users", response_model=UsersReport, dependencies=WRITE,
-             responses=errors(*JSON_BODY_ERRORS, 507, s422=UsersReport | ErrorBody),
+             responses=errors(*JSON_BODY_ERRORS, 507, report=UsersReport),
              openapi_extra=batch_body("UserEntry", "Users: user_id plus attributes (age, gender, region, ...). "
                                       "A 422 with the report when no user was stored."))
 def add_users(

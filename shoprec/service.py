@@ -22,6 +22,7 @@ from shoprec.indexing.indexer import Indexer
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import ItemFilter, VectorStore
 from shoprec.recommend.engine import RecommendEngine, UnknownItem
+from shoprec.recommend.filters import narrowed
 from shoprec.results import Recommendation
 from shoprec.search import rrf_fuse
 
@@ -135,6 +136,14 @@ class Shoprec:
 
     def complementary(self, item_ids: Sequence[str], k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
         return self.engine.complementary(list(item_ids), k=k, flt=flt)
+
+    def trending(self, k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
+        """What an anonymous visitor sees: popular now, then the newest items when popularity is thin."""
+        out = self.engine.trending(k=k, flt=flt)
+        if len(out) < k:
+            rest = narrowed(flt, exclude=[r.id for r in out])
+            out += self.engine.feed.new_arrivals(k - len(out), rest) if rest is not None else []
+        return out
 
     def recommend(self, user_id: str, k: int = 10, context_item: str | None = None, exclude_purchased: bool = False,
                   flt: ItemFilter | None = None) -> list[Recommendation]:

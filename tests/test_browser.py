@@ -29,14 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url(indexed_demo) -> Iterator[str]:
+def serve(app) -> Iterator[str]:
     import uvicorn
 
-    from shoprec.http import create_app
-
-    config = uvicorn.Config(create_app(service=indexed_demo), host="127.0.0.1", port=free_port(),
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -48,6 +44,22 @@ def server_url(indexed_demo) -> Iterator[str]:
     yield f"http://127.0.0.1:{config.port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(indexed_demo) -> Iterator[str]:
+    from shoprec.http import create_app
+
+    yield from serve(create_app(service=indexed_demo))
+
+
+@pytest.fixture(scope="module")
+def api_key_server_url(indexed_demo) -> Iterator[str]:
+    """A server with only SHOPREC_API_KEY: the catalog is public, shoppers are not."""
+    from shoprec.http import create_app
+
+    yield from serve(create_app(indexed_demo.settings.model_copy(update={"api_key": "page-key"}),
+                                service=indexed_demo))
 
 
 @pytest.fixture(scope="module")
@@ -152,4 +164,23 @@ def test_search_product_and_user_views(page, page_errors, tmp_path, demo_shop):
     page.goto("/#/item/no-such-item")
     wait_ready(page, "item/no-such-item")
     assert "not found" in page.locator("#view h1").inner_text().lower()
+    assert page_errors == []
+
+
+def test_with_only_an_api_key_the_shop_is_open_and_a_shopper_asks_for_the_key(page, page_errors, api_key_server_url):
+    page.goto(api_key_server_url + "/")
+    wait_ready(page, "home")
+    assert page.locator("#feed .card").count() > 0  # trending: a catalog read, no key needed
+    assert page.locator("#key-bar").is_hidden()
+
+    page.goto(api_key_server_url + "/#/user/u001")
+    wait_ready(page, "user/u001")
+    assert page.locator("#key-bar").is_visible()
+    assert page.locator("#feed .card").count() == 0 and page.locator("#history .event").count() == 0
+
+    page.fill("#key", "page-key")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#feed .card")  # the view reloads with the key (kept for this tab)
+    page.wait_for_selector("#history .event")
+    assert page.locator("#key-bar").is_hidden()
     assert page_errors == []

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from shoprec.config import Settings
-from shoprec.http import errors
+from shoprec.http import contract, errors
 from shoprec.http.limits import BodyLimitMiddleware
 from shoprec.http.metrics import HttpMetrics, MetricsMiddleware
 from shoprec.http.routes import ROUTERS
@@ -27,8 +27,12 @@ log = logging.getLogger("shoprec.http")
 _DESCRIPTION = """Multimodal product recommendations: search by words or photo, similar and
 complementary products, personalised feeds, catalog and behaviour ingestion.
 
-Writes need the API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`) when `SHOPREC_API_KEY`
-is set; reads need the read key (or the API key) when `SHOPREC_READ_KEY` is set."""
+Keys come as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Writes need the API key when
+`SHOPREC_API_KEY` is set. Anything about one shopper (their feed, their history) needs a key, the
+API key or the read key, whenever either is set. Catalog reads (items, similar, complementary,
+search, trending, photos, metrics) need the read key (or the API key) only when `SHOPREC_READ_KEY`
+is set. The `security` of each operation below says what this server, as configured, asks for.
+Every error answer has the `ErrorBody` shape."""
 
 
 def _index_size(service: Shoprec):
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None, service: Shoprec | None = None)
     app.state.metrics = HttpMetrics(_index_size(service))
 
     errors.install(app)
+    contract.install(app, settings)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

@@ -30,11 +30,20 @@ class Validated(Generic[M]):
         return self.positions[number - 1]
 
 
+def _printable(text: str) -> str:
+    """Text safe to send back in a report: a lone surrogate (valid in JSON, not UTF-8) is escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _readable_id(raw: Any, key: str) -> str | None:
     value = raw.get(key) if isinstance(raw, dict) else None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    return str(value)
+    return _printable(str(value))[:256]
 
 
 def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: int,
@@ -56,7 +65,7 @@ def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: 
             out.positions.append(index)
         except ValidationError as err:
             for e in err.errors():
-                name = ".".join(str(p) for p in e["loc"]) or None
+                name = _printable(".".join(str(p) for p in e["loc"])) or None
                 message = error_message(e)
                 out.errors.append(BatchError(index=index, id=ident, field=name, message=message))
     return out

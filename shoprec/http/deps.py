@@ -11,7 +11,6 @@ from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
 
 from shoprec.config import Settings
-from shoprec.http.errors import ApiError
 from shoprec.http.metrics import HttpMetrics
 from shoprec.indexing.store import ItemFilter
 from shoprec.service import Shoprec
@@ -43,9 +42,8 @@ def item_filter(
     max_price: Annotated[float | None, Query(ge=0)] = None,
     in_stock: Annotated[bool | None, Query(description="true: only items in stock.")] = None,
 ) -> ItemFilter | None:
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise ApiError(422, f"min_price {min_price:g} is above max_price {max_price:g}", field="min_price",
-                       location="query")
+    # min_price above max_price is a range nothing falls in: the answer is empty, like a category
+    # nobody sells; it is a valid question, so not a 422.
     flt = ItemFilter(categories=category or None, min_price=min_price, max_price=max_price, in_stock=in_stock)
     return None if flt.is_empty() else flt
 

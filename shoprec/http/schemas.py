@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -20,6 +20,21 @@ class Results(BaseModel):
     """Ranked products; every one carries id, score, title, category, price, image_url and reason."""
 
     results: list[Recommendation]
+
+
+class FieldError(BaseModel):
+    """One input problem: which field, where it was sent, and what is wrong with it."""
+
+    field: str | None = Field(description="The field (dotted path for nested ones; 'body' for the whole body).")
+    location: str | None = Field(description="Where the field was sent: path, query, header, body.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx, and a 5xx should one happen): a sentence for people, fields for programs."""
+
+    detail: str
+    errors: list[FieldError] = Field(description="Each problem with its field; empty when no field is at fault.")
 
 
 class BatchError(BaseModel):
@@ -52,8 +67,13 @@ class EventsReport(BaseModel):
     errors: list[BatchError]
 
 
+#: An item id as a body sends it: the same bounds as in a path. A constrained ``str`` also makes
+#: pydantic refuse a lone surrogate (JSON can spell ``\ud800``; no id can contain one).
+ItemRef = Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class CartRequest(BaseModel):
-    item_ids: list[str] = Field(min_length=1, max_length=100, description="Items in the cart.")
+    item_ids: list[ItemRef] = Field(min_length=1, max_length=100, description="Items in the cart.")
 
 
 class HistoryEntry(BaseModel):

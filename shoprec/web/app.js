@@ -5,7 +5,6 @@
 
 const view = document.getElementById("view");
 const KEY_STORE = "shoprec.key";
-const VISITOR_STORE = "shoprec.visitor";
 
 // ---------------------------------------------------------------- helpers
 function el(tag, attrs = {}, ...children) {
@@ -35,6 +34,8 @@ function authHeaders() {
 
 class ApiFailure extends Error {}
 
+// A 401 shows the key bar: with only SHOPREC_API_KEY set that happens on a shopper's view (their
+// feed and history are private), with a read key on every view. The key lives in this tab only.
 async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
   if (response.status === 401) {
@@ -72,15 +73,6 @@ function photo(url, alt, cls = "photo") {
 function price(value) {
   if (value === null || value === undefined) return "";
   return Number(value).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-}
-
-function visitorId() {
-  let id = localStorage.getItem(VISITOR_STORE);
-  if (!id) {
-    id = "visitor-" + Math.random().toString(36).slice(2, 10);
-    localStorage.setItem(VISITOR_STORE, id);
-  }
-  return id;
 }
 
 // ---------------------------------------------------------------- building blocks
@@ -127,9 +119,8 @@ async function homeView() {
     el("h1", { text: "Find products by words or by photo" }),
     el("p", { class: "muted", text: "Search in Chinese or English, upload a photo, open a product to see what is " +
       "similar and what goes with it, or open a shopper to see their feed." })));
-  const visitor = visitorId();
-  await shelf(view, "feed", "Popular now", "what a new visitor sees first",
-    () => api(`/users/${encodeURIComponent(visitor)}/recommendations?k=12`));
+  // /trending is a catalog read: open whenever the catalog is, unlike a shopper's feed.
+  await shelf(view, "feed", "Popular now", "what a new visitor sees first", () => api("/trending?k=12"));
 }
 
 async function searchView(query, image) {

@@ -12,6 +12,7 @@ from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.http.auth import READ, WRITE
 from shoprec.http.batch import Validated, validate_entries
+from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.idempotency import Idempotency, IdempotencyKey, json_response, key_lock, request_sha256
@@ -77,8 +78,9 @@ def _drop_duplicates(batch: Validated[Product]) -> Validated[Product]:
 
 
 @router.post("/items", response_model=ItemsReport, dependencies=WRITE,
-             responses={422: {"description": "No entry was valid (same body shape), or the Idempotency-Key "
-                                             "was used for another body."}})
+             responses=errors(*JSON_BODY_ERRORS, 507, report=ItemsReport),
+             openapi_extra=batch_body("Product", "Products in the catalog format (see docs/http.md). "
+                                      "A 422 with the report when no entry was valid."))
 def upsert_items(
     items: Annotated[list[Any], Body(description="Products in the catalog format (see docs/http.md).",
                                      examples=[_EXAMPLE])],
@@ -128,7 +130,7 @@ def upsert_items(
     return json_response(status, body)
 
 
-@router.get("/items/{item_id}", dependencies=READ)
+@router.get("/items/{item_id}", dependencies=READ, responses=errors(404, 422))
 def get_item(item_id: ItemId, svc: Service) -> dict[str, Any]:
     """The item as stored, in the catalog format, plus its image_url."""
     payload = svc.get_item(item_id)
@@ -137,7 +139,7 @@ def get_item(item_id: ItemId, svc: Service) -> dict[str, Any]:
     return public_item(item_id, payload)
 
 
-@router.delete("/items/{item_id}", response_model=Deleted, dependencies=WRITE)
+@router.delete("/items/{item_id}", response_model=Deleted, dependencies=WRITE, responses=errors(404, 422, 507))
 def delete_item(item_id: ItemId, svc: Service) -> Deleted:
     """Remove an item from the index (its past events stay in the behaviour log)."""
     if svc.delete_items([item_id]) == 0:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body
 from shoprec.bounds import InputBounds
 from shoprec.http.auth import WRITE
 from shoprec.http.batch import validate_entries
+from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import HttpSettings, Metrics, Service
 from shoprec.http.idempotency import Idempotency, IdempotencyKey, json_response, request_sha256
 from shoprec.http.schemas import BatchError, EventsReport
@@ -31,8 +32,9 @@ def _field_of(reason: str) -> str | None:
 
 
 @router.post("/events", response_model=EventsReport, dependencies=WRITE,
-             responses={422: {"description": "No event was accepted (same body shape), or the "
-                                             "Idempotency-Key was used for another body."}})
+             responses=errors(*JSON_BODY_ERRORS, 507, report=EventsReport),
+             openapi_extra=batch_body("Event", "Events in the event format. A 422 with the report when no "
+                                      "event was accepted."))
 def ingest_events(
     events: Annotated[list[Any], Body(description="Events in the event format (user_id, item_id, type, ts, "
                                                   "session_id?, price?, quantity?, event_id?).",

@@ -1,4 +1,8 @@
-"""Item-to-item recommendations: similar products and what goes with an item or a cart."""
+"""Catalog recommendations: similar products, what goes with an item or a cart, and trending.
+
+None of these is about a shopper, so they are as open as the catalog (``READ``); the feed for a
+user is in users.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from shoprec.http.auth import READ
+from shoprec.http.contract import JSON_BODY_ERRORS, errors
 from shoprec.http.deps import Filter, ItemId, K, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import CartRequest, Results
@@ -16,7 +21,7 @@ router = APIRouter(tags=["recommend"])
 Modality = Literal["joint", "text", "image"]
 
 
-@router.get("/items/{item_id}/similar", response_model=Results, dependencies=READ)
+@router.get("/items/{item_id}/similar", response_model=Results, dependencies=READ, responses=errors(404, 422))
 def similar(
     item_id: ItemId,
     flt: Filter,
@@ -31,11 +36,13 @@ def similar(
         return Results(results=svc.similar(item_id, k=k, modality=modality, flt=flt, mmr=mmr))
     except ValueError as err:
         # k, modality and mmr are validated above; what is left is an item without this vector
-        # (e.g. modality=image for an item indexed without a photo).
-        raise ApiError(422, str(err), field="modality", location="query") from err
+        # (modality=image for an item indexed without a photo): a valid question about something
+        # that is not there, so 404 like /images for that item, not 422.
+        raise ApiError(404, str(err), field="modality", location="query") from err
 
 
-@router.get("/items/{item_id}/complementary", response_model=Results, dependencies=READ)
+@router.get("/items/{item_id}/complementary", response_model=Results, dependencies=READ,
+            responses=errors(404, 422))
 def complementary(
     item_id: ItemId,
     flt: Filter,
@@ -46,7 +53,8 @@ def complementary(
     return Results(results=svc.complementary([item_id], k=k, flt=flt))
 
 
-@router.post("/cart/complementary", response_model=Results, dependencies=READ)
+@router.post("/cart/complementary", response_model=Results, dependencies=READ,
+             responses=errors(404, *JSON_BODY_ERRORS))
 def cart_complementary(
     cart: CartRequest,
     flt: Filter,
@@ -55,3 +63,16 @@ def cart_complementary(
 ) -> Results:
     """What completes a cart (never the cart's items themselves)."""
     return Results(results=svc.complementary(cart.item_ids, k=k, flt=flt))
+
+
+@router.get("/trending", response_model=Results, dependencies=READ, responses=errors(422))
+def trending(
+    flt: Filter,
+    svc: Service,
+    k: K = 10,
+) -> Results:
+    """What an anonymous visitor sees: the most popular items now, then new arrivals.
+
+    Nothing personal, so it is as open as the catalog (a storefront can show it without a key).
+    """
+    return Results(results=svc.trending(k=k, flt=flt))

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from shoprec.http.auth import READ
+from shoprec.http.contract import errors
 from shoprec.http.deps import Filter, HttpSettings, K, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import Results
@@ -29,7 +30,16 @@ def _read_upload(upload: UploadFile | None, limit: int) -> bytes | None:
     return data
 
 
-@router.post("/search", response_model=Results, dependencies=READ)
+#: What the signature cannot say: a text with something in it, or a photo, is required (either
+#: alone is a search), and the photo is a file part.
+_FORM_CONTRACT = {"requestBody": {"content": {"multipart/form-data": {
+    "schema": {"anyOf": [{"required": ["q"], "properties": {"q": {"pattern": r"\S"}}}, {"required": ["image"]}]},
+    "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp, image/gif, image/bmp"}},
+}}}}
+
+
+@router.post("/search", response_model=Results, dependencies=READ, responses=errors(400, 413, 422),
+             openapi_extra=_FORM_CONTRACT)
 def search(
     flt: Filter,
     svc: Service,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from shoprec.http.auth import READ
+from shoprec.http.contract import errors
 from shoprec.http.deps import ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import Health
@@ -31,7 +32,9 @@ def health(svc: Service) -> Response | Health:
                   ranker=ranking["ranker"], ranker_reason=ranking["why"])
 
 
-@router.get("/metrics", dependencies=READ, response_class=Response)
+@router.get("/metrics", dependencies=READ, response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format."}})
 def metrics_text(stats: Metrics) -> Response:
     """Prometheus text format: requests and latency per route, index size, events ingested."""
     body, content_type = stats.render()
@@ -41,7 +44,8 @@ def metrics_text(stats: Metrics) -> Response:
 # ``:path`` because the server decodes %2F before routing: an id holding "/" (sent encoded, as
 # image_url writes it) arrives as several path segments and must still reach this route.
 @router.get("/images/{item_id:path}", dependencies=READ, response_class=FileResponse,
-            responses={200: {"content": {"image/*": {}}}, 307: {"description": "Remote photo."}})
+            responses={200: {"content": {"image/*": {}}}, 307: {"description": "Remote photo."},
+                       **errors(404, 422)})
 def image(item_id: ItemId, svc: Service) -> Response:
     """The product photo: the local file, or a redirect to a remote photo URL.
 

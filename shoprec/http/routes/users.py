@@ -1,4 +1,8 @@
-"""Per-shopper endpoints: the personalised feed, the history behind it, and forgetting a user."""
+"""Per-shopper endpoints: the personalised feed, the history behind it, and forgetting a user.
+
+Reads here are ``PERSONAL``: a purchase history or a feed built from it needs a key whenever any
+key is configured (see auth.py), even where the catalog itself is public.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from shoprec.http.auth import READ, WRITE
+from shoprec.http.auth import PERSONAL, WRITE
+from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import Filter, HttpSettings, K, Service, UserId
 from shoprec.http.schemas import BatchError, Forgotten, History, HistoryEntry, Results, UsersReport
 from shoprec.recommend.segments import UserError, parse_user
@@ -15,7 +20,8 @@ from shoprec.recommend.segments import UserError, parse_user
 router = APIRouter(tags=["users"])
 
 
-@router.get("/users/{user_id}/recommendations", response_model=Results, dependencies=READ)
+@router.get("/users/{user_id}/recommendations", response_model=Results, dependencies=PERSONAL,
+            responses=errors(404, 422))
 def recommendations(
     user_id: UserId,
     flt: Filter,
@@ -32,7 +38,7 @@ def recommendations(
                                          exclude_purchased=exclude_purchased, flt=flt))
 
 
-@router.get("/users/{user_id}/history", response_model=History, dependencies=READ)
+@router.get("/users/{user_id}/history", response_model=History, dependencies=PERSONAL, responses=errors(422))
 def history(
     user_id: UserId,
     svc: Service,
@@ -44,14 +50,16 @@ def history(
     return History(user_id=user_id, events=[HistoryEntry.of(e, payloads[e.item_id]) for e in events])
 
 
-@router.delete("/users/{user_id}", response_model=Forgotten, dependencies=WRITE)
+@router.delete("/users/{user_id}", response_model=Forgotten, dependencies=WRITE, responses=errors(422, 507))
 def forget(user_id: UserId, svc: Service) -> Forgotten:
     """Delete everything known about a user; what their events fed is recounted without them."""
     return Forgotten(user_id=user_id, events_removed=int(svc.forget_user(user_id)))
 
 
 @router.post("/users", response_model=UsersReport, dependencies=WRITE,
-             responses={422: {"description": "No user was stored (same body shape)."}})
+             responses=errors(*JSON_BODY_ERRORS, 507, report=UsersReport),
+             openapi_extra=batch_body("UserEntry", "Users: user_id plus attributes (age, gender, region, ...). "
+                                      "A 422 with the report when no user was stored."))
 def add_users(
     users: Annotated[list[Any], Body(description="Users: user_id plus attributes (age, gender, region, ...).",
                                      examples=[[{"user_id": "u001", "age": 34, "region": "north"}]])],

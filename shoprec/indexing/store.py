@@ -11,6 +11,7 @@ Item ids are the shop's strings; Qdrant wants ints or UUIDs, so backends key poi
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,8 +32,9 @@ WithVectors = bool | Sequence[str]
 _NAMESPACE = uuid.UUID("6f1c3c8e-2b0e-4d8e-9a57-5b0c1d6a7e11")
 
 
+@lru_cache(maxsize=1 << 18)
 def point_id(item_id: str) -> str:
-    """Stable Qdrant point id for a shop item id."""
+    """Stable Qdrant point id for a shop item id (memoised: uuid5 hashing was ~8% of a feed)."""
     return str(uuid.uuid5(_NAMESPACE, item_id))
 
 

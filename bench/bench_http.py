@@ -1,11 +1,18 @@
 """What does HTTP add? Load-test `shoprec serve` on loopback beside in-process Shoprec calls.
 
 1. in-process: ``Shoprec.similar`` and ``Shoprec.recommend`` called directly, one at a time,
-   p50/p99 over the same item and user ids the load test uses (the baseline);
+   with the serving caches off, p50/p99 over the same item and user ids the load test uses (the
+   baseline: what the recommender itself costs);
 2. HTTP: ``shoprec serve`` started as a child process on 127.0.0.1 (the embedded store is
-   single-process, so the bench closes its own handle first), then a few threads with one httpx
-   client each hammer ``/items/{id}/similar`` and ``/users/{id}/recommendations`` for a bounded
-   time and count; requests/s and p50/p99 per endpoint.
+   single-process, so the bench closes its own handle first), then a few threads, each with one
+   keep-alive connection, hammer the endpoints for a bounded time and count; requests/s and
+   p50/p99 per workload:
+   - ``similar``: product pages of ``--ids`` items, cycled (a page is asked for again and again);
+   - ``recommendations``: the feeds of ``--ids`` shoppers, cycled (reloads within the cache TTL);
+   - ``recommendations, first visit``: shoppers never asked for before, each once, so every
+     feed is computed (candidates, features, ranker): the cost the feed cache does not hide.
+   The client is the standard library's ``http.client``: client and server share the machine's
+   cores, and httpx spent about twice the CPU per request, CPU the server then lacked.
 
     python bench/bench_http.py                         # demo shop (built + indexed in a temp dir), < 1 min
     python bench/bench_http.py --store ./hm-store --seconds 20 --concurrency 8   # an existing store
@@ -35,6 +42,8 @@ try:
     import shoprec  # noqa: F401
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import http.client
 
 import httpx
 
@@ -67,15 +76,16 @@ def demo_store(folder: Path) -> Path:
     return folder / "store"
 
 
-def sample_ids(service: Shoprec, n: int, rng: random.Random) -> tuple[list[str], list[str]]:
-    """Item ids from the store and user ids from the event log (users with history)."""
+def sample_ids(service: Shoprec, n: int, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+    """Item ids from the store and user ids from the event log (users with history): the cycled
+    ones, and up to ``4 n`` others for first visits."""
     items = [hit.item_id for hit in service.store.scroll(fields=["item_id"])]
     users = list(dict.fromkeys(row["user_id"] for row in service.engine.events.scan("user_id")))
     if not items:
         sys.exit("the store holds no items")
     rng.shuffle(items)
     rng.shuffle(users)
-    return items[:n], (users[:n] or ["new-visitor"])
+    return items[:n], (users[:n] or ["new-visitor"]), users[n:5 * n]
 
 
 def in_process(service: Shoprec, items: list[str], users: list[str], k: int, n: int) -> dict[str, tuple[float, float]]:
@@ -133,7 +143,7 @@ class LoadResult:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
 
-def load(base: str, paths: list[str], concurrency: int, seconds: float, max_requests: int) -> LoadResult:
+def load(port: int, paths: list[str], concurrency: int, seconds: float, max_requests: int) -> LoadResult:
     """Threads issue GETs round-robin over ``paths`` until the time or request budget is spent."""
     result = LoadResult()
     lock = threading.Lock()
@@ -142,8 +152,9 @@ def load(base: str, paths: list[str], concurrency: int, seconds: float, max_requ
 
     def worker(offset: int) -> None:
         nonlocal issued
-        with httpx.Client(base_url=base, timeout=30) as client:
-            i = offset
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        i = offset
+        try:
             while time.monotonic() < stop_at:
                 with lock:
                     if issued >= max_requests:
@@ -151,9 +162,14 @@ def load(base: str, paths: list[str], concurrency: int, seconds: float, max_requ
                     issued += 1
                 start = time.perf_counter()
                 try:
-                    ok = client.get(paths[i % len(paths)]).status_code == 200
-                except httpx.HTTPError:
+                    conn.request("GET", paths[i % len(paths)])
+                    response = conn.getresponse()
+                    response.read()
+                    ok = response.status == 200
+                except (OSError, http.client.HTTPException):
                     ok = False
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 elapsed = (time.perf_counter() - start) * 1000
                 with lock:
                     if ok:
@@ -161,6 +177,8 @@ def load(base: str, paths: list[str], concurrency: int, seconds: float, max_requ
                     else:
                         result.errors += 1
                 i += concurrency
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
     started = time.perf_counter()
@@ -177,7 +195,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, default=None, help="existing store folder (default: the demo shop)")
     ap.add_argument("--seconds", type=float, default=8.0, help="load per endpoint, seconds")
-    ap.add_argument("--max-requests", type=int, default=5000, help="load per endpoint, at most this many requests")
+    ap.add_argument("--max-requests", type=int, default=50_000, help="load per endpoint, at most this many requests")
     ap.add_argument("--concurrency", type=int, default=4, help="client threads")
     ap.add_argument("--queries", type=int, default=200, help="in-process calls per endpoint")
     ap.add_argument("--ids", type=int, default=200, help="distinct item / user ids to cycle through")
@@ -193,9 +211,10 @@ def main() -> None:
     elif not store.is_dir():
         sys.exit(f"store folder not found: {store}")
     try:
-        service = Shoprec(Settings(store=store))
+        # the baseline computes every answer: serving caches off
+        service = Shoprec(Settings(store=store, feed_cache_ttl_s=0, similar_cache_size=0, neighbour_cache_size=0))
         try:
-            items, users = sample_ids(service, args.ids, random.Random(args.seed))
+            items, users, first_visits = sample_ids(service, args.ids, random.Random(args.seed))
             print(f"store {store}: {service.count()} items; {len(items)} item ids, {len(users)} user ids sampled")
             baseline = in_process(service, items, users, args.k, args.queries)
         finally:
@@ -203,7 +222,6 @@ def main() -> None:
 
         port = free_port()
         server = start_server(store, port)
-        base = f"http://127.0.0.1:{port}"
         try:
             workloads = {
                 "similar": [f"/items/{i}/similar?k={args.k}" for i in items],
@@ -211,8 +229,12 @@ def main() -> None:
             }
             rows = []
             for name, paths in workloads.items():
-                load(base, paths, args.concurrency, 1.0, 50)  # warm the server
-                rows.append((name, load(base, paths, args.concurrency, args.seconds, args.max_requests)))
+                load(port, paths, args.concurrency, 60.0, len(paths))  # one pass: every answer once
+                rows.append((name, load(port, paths, args.concurrency, args.seconds, args.max_requests)))
+            if first_visits:
+                paths = [f"/users/{u}/recommendations?k={args.k}" for u in first_visits]
+                rows.append(("recommendations, first visit",
+                             load(port, paths, args.concurrency, args.seconds, len(paths))))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -221,13 +243,13 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nconcurrency {args.concurrency}, k={args.k}, {os.cpu_count()} CPUs (client and server share them)")
-    header = ("endpoint", "in-proc p50", "p99", "http req/s", "http p50", "p99", "n", "errors")
-    widths = (18, 12, 8, 12, 10, 8, 7, 8)
+    header = ("workload", "in-proc p50", "p99", "http req/s", "http p50", "p99", "n", "errors")
+    widths = (30, 12, 8, 12, 10, 8, 7, 8)
     print(header[0].ljust(widths[0]) + "".join(h.rjust(w) for h, w in zip(header[1:], widths[1:], strict=True)))
     for name, res in rows:
-        ip50, ip99 = baseline[name]
+        ip50, ip99 = baseline[name.split(",")[0]]
         hp50, hp99 = p50_p99(res.latencies_ms)
-        print(f"{name:<18}{ip50:>10.1f}ms{ip99:>6.1f}ms{res.rps:>12.0f}{hp50:>8.1f}ms{hp99:>6.1f}ms"
+        print(f"{name:<30}{ip50:>10.1f}ms{ip99:>6.1f}ms{res.rps:>12.0f}{hp50:>8.1f}ms{hp99:>6.1f}ms"
               f"{len(res.latencies_ms):>7}{res.errors:>8}")
 
 

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
         "the catalog changes; 0: always ask Qdrant).")
     feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
                                  "own event, a catalog change or a new ranker invalidates theirs at once).")
+    similar_cache_size: int = Field(20_000, description="'Similar items' answers kept until the catalog "
+                                    "changes (0: no cache).")
     feed_cache_ttl_s: float = Field(60.0, description="Longest a cached feed is reused while other shoppers' "
                                     "events move popularity (0: no feed cache).")
     group_attribute: str = Field("department", description="Catalog attribute that groups items for "

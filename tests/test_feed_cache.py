@@ -87,3 +87,17 @@ def test_as_of_requests_bypass_the_cache(engine):
     hits = engine.ranked.feeds.hits
     engine.recommend_user("u", k=5, as_of=engine._now())
     assert engine.ranked.feeds.hits == hits
+
+
+def test_similar_items_are_cached_until_the_catalog_changes(engine, monkeypatch):
+    first = engine.similar("d1", k=3)
+    calls: list[str] = []
+    real = engine.store.search
+    monkeypatch.setattr(engine.store, "search", lambda *a, **kw: calls.append("search") or real(*a, **kw))
+    assert ids(engine.similar("d1", k=3)) == ids(first) and calls == []
+    engine.similar("d1", k=3, modality="text")
+    assert calls == ["search"]  # another modality is another answer
+    engine.ranked.items_changed(["d2"])  # an item was re-indexed: its neighbours may have moved
+    assert ids(engine.similar("d1", k=3)) == ids(first) and calls == ["search", "search"]
+    engine.store.delete(["d2"])  # another writer removed an item: the store's size tells
+    assert "d2" not in ids(engine.similar("d1", k=3))

@@ -78,17 +78,17 @@ def check(settings: Settings, request: Request, access: Access) -> None:
         raise ApiError(401, "wrong API key", field="Authorization", location="header", headers=_CHALLENGE)
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """Dependency for catalog reads."""
     check(request.app.state.settings, request, Access.READ)
 
 
-def require_personal(request: Request) -> None:
+async def require_personal(request: Request) -> None:
     """Dependency for every read keyed by a user id."""
     check(request.app.state.settings, request, Access.PERSONAL)
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """Dependency for every write route."""
     check(request.app.state.settings, request, Access.WRITE)
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..bounds import InputBounds
+from ..caching import BoundedCache
 from ..config import Settings
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
@@ -87,6 +88,8 @@ class RecommendEngine:
         self.feed = Feed(store, settings, self.vector, self.popularity, self._now)
         self.segments = Segments(self.events, [a.strip() for a in settings.segment_attributes.split(",")])
         self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
+        self._similar: BoundedCache[tuple[Any, ...], tuple[int, list[Recommendation]]] = BoundedCache(
+            settings.similar_cache_size)
         self._events_since_training = 0
         self._training: threading.Thread | None = None
         self._applied_in_transaction = False  # see write_transaction
@@ -316,11 +319,25 @@ class RecommendEngine:
     # ------------------------------------------------------------------ similar
     def similar(self, item_id: str, k: int = 10, modality: str = "joint", flt: ItemFilter | None = None,
                 mmr: float | None = None) -> list[Recommendation]:
-        """Nearest items to ``item_id`` on one named vector (itself excluded)."""
+        """Nearest items to ``item_id`` on one named vector (itself excluded).
+
+        Answers are cached until the catalog changes (they depend on nothing else): a product
+        page's "similar items" is asked for on every view of it."""
         _check_k(k)
         if modality not in DENSE_VECTORS:
             raise ValueError(f"modality must be one of {DENSE_VECTORS}, got {modality!r}")
         diversity = self._diversity(mmr)
+        key = (item_id, k, modality, repr(flt), diversity)
+        stamp = self.ranked.catalog_stamp()
+        cached = self._similar.get(key)
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
+        out = self._similar_uncached(item_id, k, modality, flt, diversity)
+        self._similar.put(key, (stamp, out))
+        return list(out)
+
+    def _similar_uncached(self, item_id: str, k: int, modality: str, flt: ItemFilter | None,
+                          diversity: float) -> list[Recommendation]:
         item = self._item(item_id, with_vectors=True)
         vec = item.vectors.get(modality)
         if vec is None:

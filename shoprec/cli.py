@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed pack
 
 import click
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -28,14 +29,23 @@ err_console = Console(stderr=True)
 
 
 class _Commands(TyperGroup):
-    """Storage faults (full or read-only disk, a store held by a running server) are the user's
-    to fix: every command ends them with one line on stderr and exit code 1, never a traceback."""
+    """Storage faults (full or read-only disk, a store held by a running server) and bad
+    SHOPREC_* settings are the user's to fix: every command ends them with one line on stderr
+    and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except StoreError as err:
             err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except ValidationError as err:
+            if err.title != Settings.__name__:
+                raise
+            # a bad SHOPREC_* variable: name it, as the catalog names a bad field
+            problems = "; ".join(f"SHOPREC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                                 for e in err.errors())
+            err_console.print(f"[red]error:[/red] invalid configuration: {escape(problems)}", soft_wrap=True)
             raise typer.Exit(code=1) from None
 
 

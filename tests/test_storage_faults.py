@@ -151,3 +151,9 @@ def test_settings_carry_the_margin_to_both_stores(tmp_path):
     store = open_store(settings)
     assert store.min_free_mb == 7
     store.close()
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(small_store, monkeypatch):
+    monkeypatch.setenv("SHOPREC_MIN_FREE_MB", "plenty")
+    line = _single_line_error(runner.invoke(app, ["stats", "--store", str(small_store)]))
+    assert "invalid configuration: SHOPREC_MIN_FREE_MB" in line

@@ -44,7 +44,7 @@ def _env() -> dict[str, str]:
 
 def _time(cmd: list[str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env(), cwd=ROOT)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr or done.stdout}")

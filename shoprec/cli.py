@@ -77,7 +77,8 @@ def _settings(store: Path | None) -> Settings:
 
 
 def _service(store: Path | None) -> Shoprec:
-    from shoprec.service import Shoprec  # each part loads when the command first uses it
+    # each part of the service loads when the command first uses it
+    from shoprec.service import Shoprec
 
     return Shoprec(_settings(store))
 

@@ -18,7 +18,7 @@ T = TypeVar("T")
 _LOCK = "_lazy_lock"
 
 
-class lazy(Generic[T]):  # noqa: N801 - used like @property
+class lazy(Generic[T]):
     def __init__(self, build: Callable[[Any], T]) -> None:
         self.build = build
         self.name = build.__name__
@@ -28,12 +28,12 @@ class lazy(Generic[T]):  # noqa: N801 - used like @property
         self.name = name
 
     @overload
-    def __get__(self, obj: None, owner: type | None = None) -> "lazy[T]": ...
+    def __get__(self, obj: None, owner: type | None = None) -> lazy[T]: ...
 
     @overload
     def __get__(self, obj: object, owner: type | None = None) -> T: ...
 
-    def __get__(self, obj: object | None, owner: type | None = None) -> "T | lazy[T]":
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | lazy[T]:
         if obj is None:
             return self
         values = obj.__dict__

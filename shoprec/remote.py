@@ -74,7 +74,7 @@ class Remote:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = Request(url, data=body, headers=headers, method=method)
         try:
-            with urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - scheme checked in __init__
+            with urlopen(request, timeout=self.timeout_s) as response:  # the scheme was checked in __init__
                 return json.loads(response.read())
         except HTTPError as err:
             raise RemoteError(f"the server answered {err.code}: {_detail(err)}") from None

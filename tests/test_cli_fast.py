@@ -64,8 +64,8 @@ def _run_in_fresh_interpreter(args: list[str], env: dict[str, str] | None = None
         "r = CliRunner().invoke(app, json.loads(sys.argv[1]))\n"
         "print(json.dumps({'code': r.exit_code, 'output': r.output, 'modules': sorted(sys.modules)}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(args)], check=False, capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 

@@ -113,14 +113,16 @@ class RecommendEngine:
 
     @lazy
     def ranked(self) -> RankedFeed:
-        from .ranked_feed import RankedFeed  # the ranking pipeline, scipy, threadpoolctl
+        # the ranking pipeline, scipy, threadpoolctl
+        from .ranked_feed import RankedFeed
 
         return RankedFeed(self.store, self.settings, self.events, self.vector, self.segments)
 
     def open(self) -> None:
         """Build every part now: a server opens its events database (and learns the serving
         space) at start-up, so a fault there is one line then, not an error on a request."""
-        self.events, self.space, self.popularity, self.feed, self.segments, self.ranked  # noqa: B018
+        for part in ("events", "space", "popularity", "feed", "segments", "ranked"):
+            getattr(self, part)
 
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the
@@ -138,7 +140,8 @@ class RecommendEngine:
         return clock if clock is not None else time.time()
 
     def _cf(self) -> Behaviour:
-        from .cf import Behaviour  # scipy: only commands that use co-purchases pay for it
+        # scipy: only commands that use co-purchases pay for it
+        from .cf import Behaviour
 
         with self._behaviour_lock:
             if self._behaviour is None:

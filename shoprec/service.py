@@ -7,24 +7,28 @@ query command never loads an encoder it does not need.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from shoprec.catalog import Product
 from shoprec.config import Settings
-from shoprec.images import ImageLimits, decode_image
-from shoprec.indexing.embedder import ProductEmbedder
+from shoprec.errors import UnknownItem
 from shoprec.indexing.factory import open_store
-from shoprec.indexing.indexer import Indexer
-from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import ItemFilter, VectorStore
-from shoprec.recommend.engine import RecommendEngine, UnknownItem
-from shoprec.recommend.filters import narrowed
+from shoprec.lazy import is_built, lazy
 from shoprec.results import Recommendation
 from shoprec.search import rrf_fuse
+
+# Each part below imports its modules when first built, so a CLI query pays only for what it
+# touches (encoders and PIL for a search, the indexer for `index`, the engine for the rest).
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from shoprec.catalog import Product
+    from shoprec.images import ImageLimits
+    from shoprec.indexing.embedder import ProductEmbedder
+    from shoprec.indexing.indexer import Indexer
+    from shoprec.indexing.report import IndexReport
+    from shoprec.recommend.engine import RecommendEngine
 
 __all__ = ["Shoprec", "UnknownItem"]
 
@@ -35,20 +39,26 @@ class Shoprec:
         self._store = store
 
     # ------------------------------------------------------------------ wiring
-    @cached_property
+    @lazy
     def store(self) -> VectorStore:
         return self._store if self._store is not None else open_store(self.settings)
 
-    @cached_property
+    @lazy
     def embedder(self) -> ProductEmbedder:
+        from shoprec.indexing.embedder import ProductEmbedder
+
         return ProductEmbedder(self.settings)
 
-    @cached_property
+    @lazy
     def indexer(self) -> Indexer:
+        from shoprec.indexing.indexer import Indexer
+
         return Indexer(self.store, self.embedder, self.settings)
 
-    @cached_property
+    @lazy
     def engine(self) -> RecommendEngine:
+        from shoprec.recommend.engine import RecommendEngine
+
         return RecommendEngine(self.store, self.settings)
 
     @property
@@ -62,9 +72,9 @@ class Shoprec:
         self.close()
 
     def close(self) -> None:
-        if "engine" in self.__dict__:
+        if is_built(self, "engine"):
             self.engine.close()
-        if "store" in self.__dict__:
+        if is_built(self, "store"):
             self.store.close()
 
     # ------------------------------------------------------------------ catalog
@@ -79,9 +89,9 @@ class Shoprec:
         return report
 
     def _items_changed(self, item_ids: Sequence[str] | None) -> None:
-        """The feed keeps item facts and vectors in memory: tell it (if it is running) what moved."""
-        if "engine" in self.__dict__:
-            self.engine.ranked.items_changed(item_ids)
+        """The feed keeps item facts and vectors in memory: tell it (if it is loaded) what moved."""
+        if is_built(self, "engine"):
+            self.engine.items_changed(item_ids)
 
     def delete_items(self, item_ids: Sequence[str]) -> int:
         removed = self.indexer.delete(item_ids)
@@ -120,6 +130,8 @@ class Shoprec:
                 lists.append(self.store.search_sparse(lexical, depth, flt))
         if image is not None:
             if isinstance(image, bytes):
+                from shoprec.images import decode_image
+
                 image = decode_image(image, self.image_limits)
             visual, joint = self.embedder.query_image(image)
             lists.append(self.store.search("image", visual, depth, flt))
@@ -139,6 +151,8 @@ class Shoprec:
 
     def trending(self, k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
         """What an anonymous visitor sees: popular now, then the newest items when popularity is thin."""
+        from shoprec.recommend.filters import narrowed  # light, but only trending needs it
+
         out = self.engine.trending(k=k, flt=flt)
         if len(out) < k:
             rest = narrowed(flt, exclude=[r.id for r in out])

@@ -66,7 +66,7 @@ def test_a_catalog_change_invalidates_feeds_and_neighbours(engine, monkeypatch):
     calls = _counting_searches(engine, monkeypatch)
     engine.recommend_user("u", k=5)
     assert calls == []  # the whole feed came from the cache
-    engine.ranked.items_changed(["d1"])  # what Shoprec.upsert_items / delete_items call
+    engine.items_changed(["d1"])  # what Shoprec.upsert_items / delete_items call
     engine.recommend_user("u", k=5)
     assert calls, "after a catalog change the neighbours are searched again"
 
@@ -97,7 +97,7 @@ def test_similar_items_are_cached_until_the_catalog_changes(engine, monkeypatch)
     assert ids(engine.similar("d1", k=3)) == ids(first) and calls == []
     engine.similar("d1", k=3, modality="text")
     assert calls == ["search"]  # another modality is another answer
-    engine.ranked.items_changed(["d2"])  # an item was re-indexed: its neighbours may have moved
+    engine.items_changed(["d2"])  # an item was re-indexed: its neighbours may have moved
     assert ids(engine.similar("d1", k=3)) == ids(first) and calls == ["search", "search"]
     engine.store.delete(["d2"])  # another writer removed an item: the store's size tells
     assert "d2" not in ids(engine.similar("d1", k=3))

@@ -436,7 +436,7 @@ def test_factory_picks_server_with_url(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.update(kwargs)
         return QdrantClient(":memory:")
 
-    monkeypatch.setattr(factory, "QdrantClient", fake_client)
+    monkeypatch.setattr("qdrant_client.QdrantClient", fake_client)  # imported when the server is chosen
     store = factory.open_store(Settings(qdrant_url="http://qdrant:6333", qdrant_api_key="k",
                                         collection="c2", shard_number=3, replication_factor=2))
     assert isinstance(store, ServerStore)

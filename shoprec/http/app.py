@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, service: Shoprec | None = None)
         # Build the lazy store/engine/indexer now: cached_property is not thread-safe, and two
         # first requests on two threads must not open the store twice.
         service.store, service.engine, service.indexer  # noqa: B018
+        service.engine.open()  # the events database and serving space too: a fault shows at start
         if not settings.api_key and not settings.read_key:
             log.warning("SHOPREC_API_KEY is not set: anyone who can reach this server can write")
         try:

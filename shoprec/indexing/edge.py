@@ -131,7 +131,7 @@ class EdgeStore:
                 raise storage.StoreUnavailable(
                     f"the store {self.path} is in use by another shoprec process (a running `shoprec serve`?) "
                     "or is already open in this one: stop that process, or send the query to the running "
-                    "server over HTTP") from err
+                    "server with --url http://HOST:PORT (or SHOPREC_URL)") from err
             if config is not None and "incompatible" in str(err):
                 raise ValueError(f"existing shard {self._dir} does not match dims {dict((n, v.size) for n, v in config.vectors.items())}: {err}"
                                  ) from err

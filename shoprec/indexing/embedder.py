@@ -24,7 +24,7 @@ from PIL import Image
 from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.encoders.base import l2_normalise
-from shoprec.encoders.joint import CatalogAlignedSpace, build_joint
+from shoprec.encoders.joint import CatalogAlignedSpace, build_joint, joint_kind
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
 from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
@@ -169,6 +169,44 @@ class ProductEmbedder:
         if not isinstance(self.joint, CatalogAlignedSpace) and self.joint.is_fitted:
             return {"n_train": 10**9, "kind": "pretrained"}
         return None
+
+    def joint_is_current(self, store: VectorStore) -> bool:
+        """Whether the joint phase of indexing has nothing to do: the space ``build_joint`` would
+        load is not due for retraining and every stored point carries its version. Judged from
+        the space's saved card (``space.json``) and the payloads, without loading torch or an
+        encoder, so re-indexing an unchanged catalog takes seconds; False when unsure (the
+        indexer then runs the full phase, which decides for itself)."""
+        if joint_kind(self.settings.joint_encoder) == "clip":
+            version: str | None = self.settings.joint_encoder
+        else:
+            try:
+                meta = CatalogAlignedSpace.read_meta(self.joint_dir)
+            except (OSError, ValueError):
+                return False
+            if not isinstance(meta, dict) or meta.get("kind") != "catalog-aligned" or \
+                    (meta.get("text_encoder"), meta.get("image_encoder")) != (self.settings.text_encoder,
+                                                                              self.settings.image_encoder):
+                return False  # build_joint would start an unfitted space: it needs training
+            metrics = meta.get("metrics") or {}
+            trained_on = int(metrics.get("n_train", 0)) + int(metrics.get("n_heldout", 0))
+            if store.count() >= RETRAIN_GROWTH * max(trained_on, 1):  # as joint_needs_training
+                return False
+            version = meta.get("fingerprint")
+        return bool(version) and all(hit.payload.get(JOINT_VERSION_FIELD) == version
+                                     for hit in store.scroll(fields=["item_id", JOINT_VERSION_FIELD]))
+
+    def saved_joint_metrics(self) -> dict[str, Any] | None:
+        """``joint_metrics()`` of the saved space, read from its card without loading torch."""
+        if joint_kind(self.settings.joint_encoder) == "clip":
+            return {"n_train": 10**9, "kind": "pretrained"}
+        try:
+            meta = CatalogAlignedSpace.read_meta(self.joint_dir)
+        except (OSError, ValueError):
+            return None
+        return dict(meta.get("metrics") or {}) if isinstance(meta, dict) else None
+
+    def has_lexical_state(self) -> bool:
+        return (self.state_dir / "lexical.json").is_file()
 
     def joint_needs_training(self, store: VectorStore) -> bool:
         if not isinstance(self.joint, CatalogAlignedSpace):

@@ -61,21 +61,34 @@ class Indexer:
 
     # ------------------------------------------------------------------ public API
     def index_catalog(self, path: Path, delete_missing: bool = False, progress: bool = True) -> IndexReport:
+        """Index a catalog file. Rows are compared with the stored content hashes first; when
+        nothing changed and the joint space is current, no encoder (nor torch) is loaded at all."""
         started = time.perf_counter()
         report = IndexReport()
         rows = self._unique_rows(read_catalog(path, InputBounds.of(self.settings)), report)
-        self.embedder.ensure_collection(self.store)
-        self.embedder.fit_lexical([row.product for row in rows])
-        report_rows = self._upsert_rows(rows, Path(path).resolve().parent, report, progress)
+        base_dir = Path(path).resolve().parent
+        todo = self._changed_rows(rows, base_dir, report)
+        nothing_changed = (not todo and self.embedder.has_lexical_state()
+                     and self.embedder.joint_is_current(self.store))
+        if not nothing_changed:
+            self.embedder.ensure_collection(self.store)
+            self.embedder.fit_lexical([row.product for row in rows])
+            self._encode_rows(todo, base_dir, report, progress)
         if delete_missing:
-            seen = {row.product.id for row in report_rows}
+            seen = {row.product.id for row in rows}
             stale = [hit.item_id for hit in self.store.scroll(fields=["item_id"]) if hit.item_id not in seen]
             self.store.delete(stale)
             report.deleted = len(stale)
-        self._refresh_joint(report, progress, train=True)
+        if not nothing_changed:
+            self._refresh_joint(report, progress, train=True)
         self.store.optimize()
-        choice = serving_space.choose(self.store, self.embedder.joint_metrics())
-        serving_space.save(Path(self.settings.store), choice)
+        # The choice is a function of the stored items and the joint space: an untouched store
+        # keeps the one saved by the run that built it.
+        choice = serving_space.load(Path(self.settings.store)) if nothing_changed and not report.deleted else None
+        if choice is None:
+            metrics = self.embedder.saved_joint_metrics() if nothing_changed else self.embedder.joint_metrics()
+            choice = serving_space.choose(self.store, metrics)
+            serving_space.save(Path(self.settings.store), choice)
         report.serving_space = {"vector": choice.vector, "reason": choice.reason}
         report.seconds = time.perf_counter() - started
         return report
@@ -120,8 +133,20 @@ class Indexer:
         return unique
 
     def _upsert_rows(self, rows: list[CatalogRow], base_dir: Path, report: IndexReport, progress: bool,
-                     budget: Budget | None = None) -> list[CatalogRow]:
-        known = {hit.item_id: hit.payload.get(HASH_FIELD) for hit in self.store.scroll(fields=["item_id", HASH_FIELD])}
+                     budget: Budget | None = None) -> None:
+        self._encode_rows(self._changed_rows(rows, base_dir, report), base_dir, report, progress, budget)
+
+    def _changed_rows(self, rows: list[CatalogRow], base_dir: Path,
+                      report: IndexReport) -> list[tuple[CatalogRow, str]]:
+        """Rows whose content hash differs from the stored one, with their new hash; the others
+        are counted as unchanged. A store without a collection yet has no hashes to match."""
+        try:
+            self.store.count()
+        except RuntimeError:
+            known: dict[str, str | None] = {}
+        else:
+            known = {hit.item_id: hit.payload.get(HASH_FIELD)
+                     for hit in self.store.scroll(fields=["item_id", HASH_FIELD])}
         todo: list[tuple[CatalogRow, str]] = []
         for row in rows:
             digest = row.product.content_hash(image_fingerprint(row.product.image, base_dir))
@@ -129,6 +154,10 @@ class Indexer:
                 report.unchanged += 1
             else:
                 todo.append((row, digest))
+        return todo
+
+    def _encode_rows(self, todo: list[tuple[CatalogRow, str]], base_dir: Path, report: IndexReport,
+                     progress: bool, budget: Budget | None = None) -> None:
         batch_size = max(1, self.settings.batch_size)
         with ThreadPoolExecutor(max_workers=max(1, self.settings.image_workers)) as pool, \
                 progress_of("encoding", len(todo), enabled=progress and bool(todo)) as bar:
@@ -136,7 +165,6 @@ class Indexer:
             for batch in batches:
                 self._encode_and_upsert(batch, base_dir, report)
                 bar.advance(len(batch))
-        return rows
 
     def _prefetching_batches(self, todo: list[tuple[CatalogRow, str]], batch_size: int, base_dir: Path,
                              pool: ThreadPoolExecutor, budget: Budget | None = None) -> Iterator[list[_Pending]]:

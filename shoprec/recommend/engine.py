@@ -15,43 +15,42 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..bounds import InputBounds
 from ..caching import BoundedCache
 from ..config import Settings
+from ..errors import UnknownItem
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
+from ..lazy import is_built, lazy
 from ..results import Recommendation
 from . import reasons
-from .cf import Behaviour
-from .complements import complementary
 from .event_store import EventStore
 from .events import Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
 from .filters import narrowed
 from .ledger import PrefixHasher, ingested_lines
 from .popularity import Popularity
-from .ranked_feed import RankedFeed
-from .ranking.training import TrainReport, TrainSettings
 from .rerank import mmr as mmr_select
 from .segments import Segments, UserError, UserRow, read_users
+
+# The co-purchase model (scipy) and the ranked feed (its pipeline and ranker) are imported where
+# they are first used, and every part that opens a file (the events database) is built on first
+# use (@lazy below): `shoprec similar` needs none of it, and a CLI query should answer in about a
+# second (tests/test_cli_fast.py fails if one of them is imported for it).
+if TYPE_CHECKING:
+    from .cf import Behaviour
+    from .ranked_feed import RankedFeed
+    from .ranking.training import TrainReport, TrainSettings
 
 __all__ = ["RecommendEngine", "UnknownItem"]
 
 _T = TypeVar("_T")
 _INGEST_BATCH = 1000
 _MAX_CLOCK_SKEW_S = 86400.0
-
-
-class UnknownItem(LookupError):
-    """An item id the store does not hold."""
-
-    def __init__(self, item_id: str) -> None:
-        super().__init__(f"unknown item {item_id!r}")
-        self.item_id = item_id
 
 
 def _batched(it: Iterable[_T], n: int) -> Iterator[list[_T]]:
@@ -74,32 +73,75 @@ class RecommendEngine:
     def __init__(self, store: VectorStore, settings: Settings, events_path: Path | None = None) -> None:
         self.store = store
         self.settings = settings
-        path = events_path or settings.events_db or Path(settings.store) / "events.sqlite"
-        self.events = EventStore(path, min_free_mb=settings.min_free_mb)
+        self._events_path = events_path or settings.events_db or Path(settings.store) / "events.sqlite"
         self.weights = settings.event_weights
-        self.space = serving_space.resolve(settings.profile_vector, Path(settings.store), store)
-        self.vector = self.space.vector
-        self.popularity = Popularity(self.events, self.weights, settings.trending_half_life_days,
-                                     settings.popularity_max_units)
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
         self._behaviour_lock = threading.RLock()
-        self.feed = Feed(store, settings, self.vector, self.popularity, self._now)
-        self.segments = Segments(self.events, [a.strip() for a in settings.segment_attributes.split(",")])
-        self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
+        # "similar" answers, valid while the catalog is as it was (items_changed clears them; the
+        # store's size tells of another writer)
         self._similar: BoundedCache[tuple[Any, ...], tuple[int, list[Recommendation]]] = BoundedCache(
             settings.similar_cache_size)
         self._events_since_training = 0
         self._training: threading.Thread | None = None
         self._applied_in_transaction = False  # see write_transaction
 
+    # ------------------------------------------------------------------ parts, built on first use
+    # `similar` touches only the store; `complementary` adds the co-purchase model (_cf); the feed
+    # and ingestion open the events database and the ranked feed.
+    @lazy
+    def events(self) -> EventStore:
+        return EventStore(self._events_path, min_free_mb=self.settings.min_free_mb)
+
+    @lazy
+    def space(self) -> serving_space.SpaceChoice:
+        return serving_space.resolve(self.settings.profile_vector, Path(self.settings.store), self.store)
+
+    @property
+    def vector(self) -> str:
+        """The named vector the feed lives in (see indexing/serving_space.py)."""
+        return self.space.vector
+
+    @lazy
+    def popularity(self) -> Popularity:
+        s = self.settings
+        return Popularity(self.events, self.weights, s.trending_half_life_days, s.popularity_max_units)
+
+    @lazy
+    def feed(self) -> Feed:
+        return Feed(self.store, self.settings, self.vector, self.popularity, self._now)
+
+    @lazy
+    def segments(self) -> Segments:
+        return Segments(self.events, [a.strip() for a in self.settings.segment_attributes.split(",")])
+
+    @lazy
+    def ranked(self) -> RankedFeed:
+        # the ranking pipeline, scipy, threadpoolctl
+        from .ranked_feed import RankedFeed
+
+        return RankedFeed(self.store, self.settings, self.events, self.vector, self.segments)
+
+    def items_changed(self, item_ids: Sequence[str] | None) -> None:
+        """Items were (re)indexed or deleted (None: the whole catalog): drop what depended on them."""
+        self._similar.clear()
+        if is_built(self, "ranked"):
+            self.ranked.items_changed(item_ids)
+
+    def open(self) -> None:
+        """Build every part now: a server opens its events database (and learns the serving
+        space) at start-up, so a fault there is one line then, not an error on a request."""
+        for part in ("events", "space", "popularity", "feed", "segments", "ranked"):
+            getattr(self, part)
+
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the
-        model beside it), then close the events database."""
+        model beside it), then close the events database (if it was opened)."""
         if self._training is not None:
             self._training.join()
-        self.events.close()
+        if is_built(self, "events"):
+            self.events.close()
 
     # ------------------------------------------------------------------ shared helpers
     def _now(self) -> float:
@@ -109,6 +151,9 @@ class RecommendEngine:
         return clock if clock is not None else time.time()
 
     def _cf(self) -> Behaviour:
+        # scipy: only commands that use co-purchases pay for it
+        from .cf import Behaviour
+
         with self._behaviour_lock:
             if self._behaviour is None:
                 self._behaviour = Behaviour.load(
@@ -328,7 +373,7 @@ class RecommendEngine:
             raise ValueError(f"modality must be one of {DENSE_VECTORS}, got {modality!r}")
         diversity = self._diversity(mmr)
         key = (item_id, k, modality, repr(flt), diversity)
-        stamp = self.ranked.catalog_stamp()
+        stamp = self.store.points_count()
         cached = self._similar.get(key)
         if cached is not None and cached[0] == stamp:
             return list(cached[1])
@@ -364,6 +409,8 @@ class RecommendEngine:
         """What goes with these items (see complements.py): co-purchases, then complementary
         categories by content; never the items themselves or another colour of them."""
         _check_k(k)
+        from . import complements  # scipy, via the co-purchase model
+
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise ValueError("give at least one item id")
@@ -371,8 +418,8 @@ class RecommendEngine:
         for i in ids:
             if i not in found:
                 raise UnknownItem(i)
-        return complementary(self.store, self._cf(), self._complement_vector(found[ids[0]]),
-                             [found[i] for i in ids], k, flt)
+        return complements.complementary(self.store, self._cf(), self._complement_vector(found[ids[0]]),
+                                         [found[i] for i in ids], k, flt)
 
     def _complement_vector(self, item: Hit) -> str:
         """Complementary categories are searched in the joint space where items have it (it

@@ -4,6 +4,8 @@ the settings pick the right kind of space."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,9 +81,29 @@ def test_save_load_round_trip_gives_identical_projections(fitted, tmp_path) -> N
     assert meta["text_encoder"] == "text-enc" and meta["image_dim"] == 96 and meta["fingerprint"]
     loaded = CatalogAlignedSpace.load(tmp_path / "joint")
     text, image = paired(n=20, seed=5)
-    np.testing.assert_array_equal(loaded.project_text(text), space.project_text(text))
-    np.testing.assert_array_equal(loaded.project_image(image), space.project_image(image))
+    # the linear heads load as numpy arrays (heads.npz): same projections as torch's to float precision
+    np.testing.assert_allclose(loaded.project_text(text), space.project_text(text), atol=1e-6)
+    np.testing.assert_allclose(loaded.project_image(image), space.project_image(image), atol=1e-6)
     assert loaded.fingerprint == space.fingerprint and loaded.metrics == space.metrics
+
+
+def test_a_saved_linear_space_projects_without_importing_torch(fitted, tmp_path) -> None:
+    space, _ = fitted
+    space.save(tmp_path / "joint")
+    (tmp_path / "joint" / "heads.npz").unlink()  # saved by an older shoprec: torch loads it once...
+    CatalogAlignedSpace.load(tmp_path / "joint")
+    assert (tmp_path / "joint" / "heads.npz").is_file()  # ...and leaves the numpy copy behind
+    text, _ = paired(n=3, seed=1)
+    np.save(tmp_path / "text.npy", text)
+    code = (
+        "import sys, numpy as np\n"
+        "from shoprec.encoders.joint import CatalogAlignedSpace\n"
+        f"space = CatalogAlignedSpace.load({str(tmp_path / 'joint')!r})\n"
+        f"out = space.project_text(np.load({str(tmp_path / 'text.npy')!r}))\n"
+        "assert out.shape == (3, space.dim), out.shape\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_load_or_fit_reuses_heads_until_the_data_change(tmp_path) -> None:

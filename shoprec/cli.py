@@ -120,15 +120,15 @@ def index(
 def similar(
     item_id: str,
     k: KOpt = 10,
-    modality: Annotated[str, typer.Option(help="text | image | joint")] = "joint",
+    modality: Annotated[str, typer.Option(help="text | image | joint | colour")] = "joint",
     store: StoreOpt = None, as_json: JsonOpt = False,
     category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
 ) -> None:
     """Products similar to ITEM_ID."""
     from shoprec.service import UnknownItem
 
-    if modality not in ("text", "image", "joint"):
-        _fail(f"--modality must be text, image or joint, not {modality!r}")
+    if modality not in ("text", "image", "joint", "colour"):
+        _fail(f"--modality must be text, image, joint or colour, not {modality!r}")
     with _service(store) as service:
         try:
             results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))

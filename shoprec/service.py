@@ -22,6 +22,7 @@ from shoprec.indexing.indexer import Indexer
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import ItemFilter, VectorStore
 from shoprec.recommend.engine import RecommendEngine, UnknownItem
+from shoprec.recommend import visual
 from shoprec.recommend.filters import narrowed
 from shoprec.results import Recommendation
 from shoprec.search import rrf_fuse
@@ -121,8 +122,9 @@ class Shoprec:
         if image is not None:
             if isinstance(image, bytes):
                 image = decode_image(image, self.image_limits)
-            visual, joint = self.embedder.query_image(image)
-            lists.append(self.store.search("image", visual, depth, flt))
+            photo, joint = self.embedder.query_image(image)
+            vectors = {"image": photo, visual.COLOUR: self.embedder.query_colour(image)}
+            lists.append(visual.search(self.store, "image", vectors, depth, visual.ColourMix.of(self.settings), flt))
             if joint is not None:
                 lists.append(self.store.search("joint", joint, depth, flt))
         fused = rrf_fuse(lists, k)

@@ -25,7 +25,7 @@ from ..config import Settings
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
 from ..results import Recommendation
-from . import reasons
+from . import reasons, visual
 from .cf import Behaviour
 from .complements import complementary
 from .event_store import EventStore
@@ -88,6 +88,7 @@ class RecommendEngine:
         self.feed = Feed(store, settings, self.vector, self.popularity, self._now)
         self.segments = Segments(self.events, [a.strip() for a in settings.segment_attributes.split(",")])
         self.ranked = RankedFeed(store, settings, self.events, self.vector, self.segments)
+        self.colour_mix = visual.ColourMix.of(settings)
         self._similar: BoundedCache[tuple[Any, ...], tuple[int, list[Recommendation]]] = BoundedCache(
             settings.similar_cache_size)
         self._events_since_training = 0
@@ -341,15 +342,27 @@ class RecommendEngine:
         item = self._item(item_id, with_vectors=True)
         vec = item.vectors.get(modality)
         if vec is None:
+            if modality == visual.COLOUR and visual.COLOUR not in (self.store.dense_dims() or {}):
+                raise ValueError("this store was created without the colour vector: re-index the catalog into a "
+                                 "new store folder to compare by colour")
             raise ValueError(f"item {item_id!r} has no {modality} vector")
         f = narrowed(flt, exclude=[item_id])
         pool = k if diversity <= 0 else max(4 * k, 50)
-        hits = self.store.search(modality, vec, pool, f, with_vectors=[modality] if diversity > 0 else False)
+        colour = item.vectors.get(visual.COLOUR)
+        wanted = ([modality] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
+        hits = visual.search(self.store, modality, item.vectors, pool, self.colour_mix, f,
+                             with_vectors=sorted(set(wanted)) or False)
         if diversity > 0 and hits:
             vecs = np.vstack([h.vectors[modality] for h in hits])
             hits = [hits[i] for i in mmr_select(np.array([h.score for h in hits]), vecs, k, diversity)]
-        reason = reasons.similar_to(reasons.title(item.payload, item_id), modality)
-        return [Recommendation.from_payload(h.item_id, h.score, h.payload, reason) for h in hits[:k]]
+        anchor = reasons.title(item.payload, item_id)
+        plain = reasons.similar_to(anchor, modality)
+        coloured = self.colour_mix.weight(modality) > 0 or modality == visual.COLOUR
+        return [Recommendation.from_payload(
+                    h.item_id, h.score, h.payload,
+                    reasons.same_colour(anchor, modality)
+                    if coloured and visual.same_colour(colour, h, self.colour_mix) else plain)
+                for h in hits[:k]]
 
     # ------------------------------------------------------------------ trending
     def trending(self, k: int = 10, category: str | None = None, flt: ItemFilter | None = None) -> list[Recommendation]:

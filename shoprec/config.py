@@ -117,6 +117,8 @@ class Settings(BaseSettings):
                                     "segment (comma separated; ages in ten-year bands).")
 
     # --- colour in visual similarity (encoders/colour.py, recommend/visual.py) --------------
+    index_colour: bool = Field(True, description="Give new stores the 'colour' vector (a store keeps the "
+                               "vectors it was created with; one created before colour existed has none).")
     colour_weight_image: float = Field(
         0.1, ge=0.0, le=1.0, description="Share of the colour descriptor in image similarity and photo "
         "search (score = (1-w) cos(image) + w cos(colour)); chosen on a validation split of H&M items: the "

@@ -144,6 +144,7 @@ def test_a_store_without_the_colour_vector_keeps_working(tmp_path: Path, caplog)
     store.ensure_collection(old_dims)
     embedder = ProductEmbedder(Settings(store=tmp_path / "old"))
     embedder.dims = lambda: {**old_dims, "colour": DIM}  # type: ignore[method-assign] # no encoders needed
+    assert embedder.stores_colour is True  # the setting's default, until the store says otherwise
     with caplog.at_level(logging.WARNING, logger="shoprec.encoders"):
         embedder.ensure_collection(store)
         embedder.ensure_collection(store)
@@ -197,3 +198,36 @@ def test_similar_quality_reports_same_colour_share_by_hand(tmp_path: Path) -> No
     markdown = render_markdown({"ks": [2], "data": {}, "methods": {}, "similar_items": mixed}, "t", [], {})
     assert "| same category | same colour |" in markdown
     assert "| image (colour weight 0.3) | 1.0000 | 1.0000 |" in markdown
+
+
+def test_index_colour_off_gives_a_store_without_it(tmp_path: Path) -> None:
+    from shoprec.config import Settings
+    from shoprec.indexing.embedder import ProductEmbedder
+
+    store = EdgeStore(tmp_path / "off")
+    embedder = ProductEmbedder(Settings(store=tmp_path / "off", index_colour=False))
+    base = {"text": 4, "image": 4, "joint": 4}
+    embedder.text_encoder = embedder.image_encoder = type("E", (), {"dim": 4})()  # no encoders needed
+    embedder.joint = type("J", (), {"dim": 4})()
+    assert embedder.dims() == base
+    embedder.ensure_collection(store)
+    assert store.dense_dims() == base and embedder.stores_colour is False
+    store.close()
+
+
+def test_indexed_shop_compares_by_colour_end_to_end(indexed_demo) -> None:
+    """The real indexer stores a colour vector per photo; similar and photo search use it."""
+    service = indexed_demo
+    assert "colour" in (service.store.dense_dims() or {})
+    with_photo = [h for h in service.store.scroll(with_vectors=["image", "colour"]) if "image" in h.vectors]
+    assert with_photo and all("colour" in h.vectors for h in with_photo)
+    anchor = with_photo[0]
+    by_colour = service.similar(anchor.item_id, k=3, modality="colour")
+    assert by_colour and all(r.id != anchor.item_id for r in by_colour)
+    best = service.store.retrieve([by_colour[0].id], with_vectors=["colour"])[0].vectors["colour"]
+    assert by_colour[0].score == pytest.approx(float(anchor.vectors["colour"] @ best), abs=1e-4)
+    image_like = service.similar(anchor.item_id, k=3, modality="image")
+    assert len(image_like) == 3
+    assert all(r.reason.startswith("looks like") for r in image_like)
+    photo = Path(anchor.payload["image_path"]).read_bytes()
+    assert anchor.item_id in [r.id for r in service.search(image=photo, k=3)]

@@ -84,14 +84,18 @@ class ProductEmbedder:
             return self.joint.fingerprint
         return self.settings.joint_encoder
 
-    #: Whether points get a ``colour`` vector: False on a store created before it existed.
-    stores_colour: bool = True
     colour = ColourDescriptor()
+
+    @cached_property
+    def stores_colour(self) -> bool:
+        """Whether points get a ``colour`` vector: the store decides once it exists (False for one
+        created before colour existed, or with ``index_colour`` off); new stores follow the setting."""
+        return self.settings.index_colour
 
     def dims(self) -> dict[str, int]:
         joint_dim = self.joint.dim
-        return {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim,
-                "colour": self.colour.dim}
+        dims = {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim}
+        return {**dims, "colour": self.colour.dim} if self.stores_colour else dims
 
     def ensure_collection(self, store: VectorStore) -> None:
         """Create the collection, or accept one created before the colour vector existed: Qdrant
@@ -100,11 +104,11 @@ class ProductEmbedder:
         want = self.dims()
         have = store.dense_dims()
         without_colour = {n: d for n, d in want.items() if n != "colour"}
-        if have is not None and "colour" not in have and have == without_colour:
-            if self.stores_colour:
+        if have is not None and {n: d for n, d in have.items() if n != "colour"} == without_colour:
+            if self.stores_colour and "colour" not in have:
                 log.warning("this store was created without the colour vector: similar items and photo search "
                             "ignore colour until the catalog is re-indexed into a new store folder")
-            self.stores_colour = False
+            self.stores_colour = "colour" in have
             store.ensure_collection(have)
             return
         store.ensure_collection(want)

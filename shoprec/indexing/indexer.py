@@ -41,7 +41,7 @@ class _Pending:
     line: int
     product: Product
     content_hash: str
-    image: Future[tuple[Image.Image, np.ndarray]] | None
+    image: Future[tuple[Image.Image, np.ndarray | None]] | None
 
 
 class Indexer:
@@ -147,7 +147,8 @@ class Indexer:
         def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
             return [
                 _Pending(row.line, row.product, digest,
-                         pool.submit(_load_and_describe, row.product.image, base_dir, self.limits, budget)
+                         pool.submit(_load_and_describe, row.product.image, base_dir, self.limits, budget,
+                                     self.embedder.stores_colour)
                          if row.product.image else None)
                 for row, digest in chunk
             ]
@@ -200,11 +201,11 @@ class Indexer:
         report.joint_updated = len(stale)
 
 
-def _load_and_describe(ref: str, base_dir: Path, limits: ImageLimits,
-                       budget: Budget | None = None) -> tuple[Image.Image, np.ndarray]:
+def _load_and_describe(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None = None,
+                       colour: bool = True) -> tuple[Image.Image, np.ndarray | None]:
     """Decode a photo and take its colour descriptor in the same worker-thread pass."""
     image = load_image(ref, base_dir, limits, budget)
-    return image, describe_colour(image)
+    return image, describe_colour(image) if colour else None
 
 
 def _local_path(ref: str | None, base_dir: Path) -> str | None:

@@ -180,7 +180,7 @@ def similar(
     ctx: typer.Context,
     item_id: str,
     k: KOpt = 10,
-    modality: Annotated[str, typer.Option(help="text | image | joint")] = "joint",
+    modality: Annotated[str, typer.Option(help="text | image | joint | colour")] = "joint",
     store: StoreOpt = None, as_json: JsonOpt = False,
     category: CategoryOpt = None, min_price: MinPriceOpt = None, max_price: MaxPriceOpt = None, in_stock: InStockOpt = None,
     url: UrlOpt = None, api_key: ApiKeyOpt = None,
@@ -188,8 +188,8 @@ def similar(
     """Products similar to ITEM_ID."""
     from shoprec.errors import UnknownItem
 
-    if modality not in ("text", "image", "joint"):
-        _fail(f"--modality must be text, image or joint, not {modality!r}")
+    if modality not in ("text", "image", "joint", "colour"):
+        _fail(f"--modality must be text, image, joint or colour, not {modality!r}")
     title = f"similar to {item_id} ({modality})"
     remote = _remote(ctx, url, api_key, store)
     if remote is not None:

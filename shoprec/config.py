@@ -116,6 +116,23 @@ class Settings(BaseSettings):
     segment_attributes: str = Field("age,gender,region", description="User attributes that define a "
                                     "segment (comma separated; ages in ten-year bands).")
 
+    # --- colour in visual similarity (encoders/colour.py, recommend/visual.py) --------------
+    index_colour: bool = Field(True, description="Give new stores the 'colour' vector (a store keeps the "
+                               "vectors it was created with; one created before colour existed has none).")
+    colour_weight_image: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of the colour descriptor in image similarity and photo "
+        "search (score = (1-w) cos(image) + w cos(colour)); chosen on a validation split of H&M items: the "
+        "largest weight whose same-category share stays within 0.02 of the image vector alone (0: off).")
+    colour_weight_joint: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of the colour descriptor in joint (default) similar items, "
+        "chosen the same way (0: off).")
+    colour_candidates: int = Field(
+        100, ge=1, description="Nearest items of the image/joint vector that colour re-scores (one Qdrant "
+        "query: prefetch + formula); 100 matched exact search on H&M.")
+    colour_reason_min: float = Field(
+        0.9, ge=0.0, le=1.0, description="Colour similarity (Bhattacharyya, 0..1) from which a match's reason "
+        "says 'same colour'.")
+
     # --- cold start blend with a context item (recommend/feed.py); default MMR diversity ----
     blend_similarity: float = 1.0
     blend_popularity: float = 0.5

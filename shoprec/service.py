@@ -133,8 +133,11 @@ class Shoprec:
                 from shoprec.images import decode_image
 
                 image = decode_image(image, self.image_limits)
-            visual, joint = self.embedder.query_image(image)
-            lists.append(self.store.search("image", visual, depth, flt))
+            photo, joint = self.embedder.query_image(image)
+            from shoprec.recommend import visual
+
+            vectors = {"image": photo, visual.COLOUR: self.embedder.query_colour(image)}
+            lists.append(visual.search(self.store, "image", vectors, depth, visual.ColourMix.of(self.settings), flt))
             if joint is not None:
                 lists.append(self.store.search("joint", joint, depth, flt))
         fused = rrf_fuse(lists, k)

@@ -212,12 +212,20 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
     similar = results.get("similar_items")
     if similar:
         lines += [f"## Similar items (top-{similar['k']}, {similar['queries']} random query items)", ""]
-        rows = [[m, _fmt(similar[m]["same_category_at_k"]), _fmt(similar[m]["variant_recall_at_k"]),
-                 str(similar[m]["queries_with_variants"])]
-                for m in ("text", "image", "joint") if m in similar]
-        rows.append(["chance", _fmt(similar["same_category_chance"]), "", ""])
-        lines += _table(["vector", "same category", "same-product variants recall", "queries with variants"], rows)
+        order = ("text", "image", "image (no colour)", "joint", "joint (no colour)", "colour")
+        rows = [[m + (f" (colour weight {similar[m]['colour_weight']:g})" if similar[m].get("colour_weight") else ""),
+                 _fmt(similar[m]["same_category_at_k"]), _fmt(similar[m].get("same_colour_at_k")),
+                 _fmt(similar[m]["variant_recall_at_k"]), str(similar[m]["queries_with_variants"])]
+                for m in order if m in similar]
+        rows.append(["chance", _fmt(similar["same_category_chance"]), _fmt(similar.get("same_colour_chance")), "", ""])
+        lines += _table(["vector", "same category", "same colour", "same-product variants recall",
+                         "queries with variants"], rows)
         lines.append("")
+    photo = results.get("photo_search")
+    if photo:
+        lines += [f"- Search by photo ({photo['queries']} products' own photos, cropped, resized and re-encoded): "
+                  f"the product in the top {photo['k']} for {_fmt(photo['product_found_at_k'])} of them; "
+                  f"{_fmt(photo['same_colour_at_k'])} of the top {photo['k']} share its colour.", ""]
 
     lines += ["## Run time (seconds)", ""]
     rows = [[name, _fmt(res["seconds"].get("fit")), _fmt(res["seconds"].get("evaluate"))]

@@ -22,7 +22,8 @@ from shoprec.evaluation.registry import build_methods
 from shoprec.evaluation.report import write_report
 from shoprec.evaluation.runner import evaluate
 from shoprec.evaluation.shoprec_method import ShoprecMethod, ShoprecNCFRerank
-from shoprec.evaluation.similar import similar_quality
+from shoprec.evaluation.similar import photo_search_quality, similar_quality
+from shoprec.recommend.visual import ColourMix
 from shoprec.evaluation.protocols import items_cold, replay, replay_start
 from shoprec.evaluation.split import leave_last_split, time_split
 
@@ -47,6 +48,7 @@ class EvalOptions:
     seed: int = 0
     progress: bool = True
     similar_sample: int = 500
+    photo_search_sample: int = 200          # products searched by their own re-cropped photo (0: skip)
     ncf_rerank: bool = False
     users: Path | None = None               # registration attributes (segment cold start)
     leave_last_repeats: bool = False        # True: keep history items and repeat targets
@@ -207,7 +209,11 @@ def run_evaluation(options: EvalOptions, settings: Settings) -> tuple[Path, dict
     results["unavailable"] = primary.get("unavailable", {})
     results["protocols"] = blocks
     results["serving"] = service.engine.ranking_status() | {"space_checks": service.engine.space.checks}
-    results["similar_items"] = similar_quality(service.store, sample=options.similar_sample, seed=options.seed)
+    results["similar_items"] = similar_quality(service.store, sample=options.similar_sample, seed=options.seed,
+                                               mix=ColourMix.of(settings))
+    if options.photo_search_sample > 0:
+        results["photo_search"] = photo_search_quality(service, sample=options.photo_search_sample,
+                                                       seed=options.seed)
     elapsed = time.perf_counter() - started
     results["run"] = {"protocols": list(options.protocols), "seed": options.seed, "features": options.features,
                       "seconds_total": round(elapsed, 1), "indexed_now": index_report.indexed,

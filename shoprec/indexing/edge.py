@@ -31,6 +31,7 @@ from .. import storage
 
 from .store import (
     WithVectors,
+    check_weighted_parts,
     vector_names,
     SPARSE_VECTOR,
     Hit,
@@ -291,6 +292,38 @@ class EdgeStore:
         res = shard.query(qe.QueryRequest(limit=int(k), query=query, filter=edge_filter(flt), params=params,
                                           with_payload=True if want is None else qe.PayloadSelector.Include(want), with_vector=names or False))
         return [self._hit(r, names, fields) for r in res]
+
+    def search_weighted(self, parts: Sequence[tuple[str, np.ndarray, float]], k: int, candidates: int,
+                        flt: ItemFilter | None = None, with_vectors: WithVectors = False,
+                        fields: Sequence[str] | None = None) -> list[Hit]:
+        shard = self._ready()
+        checked = check_weighted_parts(parts, self._dims or {})
+        if k <= 0:
+            return []
+        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
+        limit = max(int(candidates), int(k))
+        edge_flt = edge_filter(flt)
+        lead_name, lead_vector, _ = checked[0]
+
+        def lead() -> qe.Prefetch:
+            return qe.Prefetch(limit=limit, query=qe.Query.Nearest(lead_vector, using=lead_name),
+                               filter=edge_flt, params=params)
+
+        prefetches = [lead()] + [qe.Prefetch(limit=limit, prefetches=[lead()], query=qe.Query.Nearest(v, using=n))
+                                 for n, v, _ in checked[1:]]
+        E = qe.Expression
+        formula = qe.Formula(E.Sum([E.Mult([E.Constant(w), E.Variable(f"$score[{i}]")])
+                                    for i, (_, _, w) in enumerate(checked)]),
+                             defaults={f"$score[{i}]": 0.0 for i in range(len(checked))})
+        names = self._vector_names(with_vectors)
+        want = fetch_fields(fields)
+        res = shard.query(qe.QueryRequest(limit=int(k), prefetches=prefetches, query=formula,
+                                          with_payload=True if want is None else qe.PayloadSelector.Include(want),
+                                          with_vector=names or False))
+        return [self._hit(r, names, fields) for r in res]
+
+    def dense_dims(self) -> dict[str, int] | None:
+        return dict(self._dims) if self._dims is not None else None
 
     def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
                     fields: Sequence[str] | None = None) -> list[list[Hit]]:

@@ -5,6 +5,8 @@ One place decides what each vector means:
 - ``image``: the image encoder's features of the product photo (absent without a photo);
 - ``joint``: the joint text-image space; an item's joint vector is the normalised sum of its
   projected text and projected photo, so a text query and an image query both land near it;
+- ``colour``: the photo's own colours (encoders/colour.py), which the CNN features ignore;
+  absent from stores created before it existed (see ``ensure_collection``);
 - ``lexical``: jieba/BM25 term weights (Qdrant applies IDF).
 """
 
@@ -24,6 +26,7 @@ from PIL import Image
 from shoprec.catalog import Product
 from shoprec.config import Settings
 from shoprec.encoders.base import l2_normalise
+from shoprec.encoders.colour import ColourDescriptor
 from shoprec.encoders.joint import CatalogAlignedSpace, build_joint, joint_kind
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
@@ -81,12 +84,34 @@ class ProductEmbedder:
             return self.joint.fingerprint
         return self.settings.joint_encoder
 
+    colour = ColourDescriptor()
+
+    @cached_property
+    def stores_colour(self) -> bool:
+        """Whether points get a ``colour`` vector: the store decides once it exists (False for one
+        created before colour existed, or with ``index_colour`` off); new stores follow the setting."""
+        return self.settings.index_colour
+
     def dims(self) -> dict[str, int]:
         joint_dim = self.joint.dim
-        return {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim}
+        dims = {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim}
+        return {**dims, "colour": self.colour.dim} if self.stores_colour else dims
 
     def ensure_collection(self, store: VectorStore) -> None:
-        store.ensure_collection(self.dims())
+        """Create the collection, or accept one created before the colour vector existed: Qdrant
+        (Edge above all) cannot add a named vector to an existing collection, so such a store is
+        indexed without colour and says once how to get it."""
+        want = self.dims()
+        have = store.dense_dims()
+        without_colour = {n: d for n, d in want.items() if n != "colour"}
+        if have is not None and {n: d for n, d in have.items() if n != "colour"} == without_colour:
+            if self.stores_colour and "colour" not in have:
+                log.warning("this store was created without the colour vector: similar items and photo search "
+                            "ignore colour until the catalog is re-indexed into a new store folder")
+            self.stores_colour = "colour" in have
+            store.ensure_collection(have)
+            return
+        store.ensure_collection(want)
 
     # ------------------------------------------------------------------ lexical corpus stats
     def _lexical_state(self) -> dict[str, Any]:
@@ -106,8 +131,11 @@ class ProductEmbedder:
 
     # ------------------------------------------------------------------ items
     def embed(self, products: Sequence[Product], images: Sequence[Image.Image | None],
-              image_paths: Sequence[str | None]) -> list[ItemPoint]:
-        """Encode a batch; ``images[i]`` is None where the photo is absent or failed."""
+              image_paths: Sequence[str | None],
+              colours: Sequence[np.ndarray | None] | None = None) -> list[ItemPoint]:
+        """Encode a batch; ``images[i]`` is None where the photo is absent or failed.
+        ``colours[i]`` is the photo's colour descriptor when the caller computed it beside the
+        decode (the indexer's image threads); otherwise it is computed here."""
         bs = self.settings.batch_size
         text = self.text_encoder.encode([p.text_for_embedding() for p in products], batch_size=bs)
         with_image = [i for i, img in enumerate(images) if img is not None]
@@ -120,6 +148,9 @@ class ProductEmbedder:
             vectors = {"text": text[row]}
             if row in visual_by_row:
                 vectors["image"] = visual_by_row[row]
+                if self.stores_colour:
+                    given = colours[row] if colours is not None else None
+                    vectors["colour"] = given if given is not None else self.colour.encode([images[row]])[0]
             payload = product.payload()
             payload["title_segmented"] = self.lexical.segmented(product.title)
             if row in visual_by_row and image_paths[row]:
@@ -238,6 +269,9 @@ class ProductEmbedder:
             else:
                 joint = self.joint.encode_texts([text])[0]
         return dense, joint, self.lexical.encode_query(text)
+
+    def query_colour(self, image: Image.Image) -> np.ndarray:
+        return self.colour.encode([image])[0]
 
     def query_image(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         visual = self.image_encoder.encode([image])[0]

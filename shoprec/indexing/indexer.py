@@ -17,9 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from shoprec.bounds import InputBounds
+from shoprec.encoders.colour import describe as describe_colour
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
 from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
@@ -39,7 +41,7 @@ class _Pending:
     line: int
     product: Product
     content_hash: str
-    image: Future[Image.Image] | None
+    image: Future[tuple[Image.Image, np.ndarray | None]] | None
 
 
 class Indexer:
@@ -173,7 +175,8 @@ class Indexer:
         def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
             return [
                 _Pending(row.line, row.product, digest,
-                         pool.submit(load_image, row.product.image, base_dir, self.limits, budget)
+                         pool.submit(_load_and_describe, row.product.image, base_dir, self.limits, budget,
+                                     self.embedder.stores_colour)
                          if row.product.image else None)
                 for row, digest in chunk
             ]
@@ -187,19 +190,21 @@ class Indexer:
 
     def _encode_and_upsert(self, batch: list[_Pending], base_dir: Path, report: IndexReport) -> None:
         images: list[Image.Image | None] = []
+        colours: list[np.ndarray | None] = []
         for pending in batch:
-            image = None
+            image = colour = None
             if pending.image is not None:
                 try:
-                    image = pending.image.result()
+                    image, colour = pending.image.result()
                 except ImageError as err:
                     report.image_errors.append(RowError(pending.line, pending.product.id, str(err)))
                 except Exception as err:  # noqa: BLE001 - a single bad image must not stop the catalog
                     report.image_errors.append(RowError(pending.line, pending.product.id, f"image failed: {err}"))
             images.append(image)
+            colours.append(colour)
         products = [p.product for p in batch]
         paths = [_local_path(p.product.image, base_dir) for p in batch]
-        points = self.embedder.embed(products, images, paths)
+        points = self.embedder.embed(products, images, paths, colours)
         for point, pending in zip(points, batch):
             point.payload[HASH_FIELD] = pending.content_hash
         self.store.upsert(points)
@@ -222,6 +227,13 @@ class Indexer:
             self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
             self.store.set_payload([hit.item_id for hit in chunk], {JOINT_VERSION_FIELD: version})
         report.joint_updated = len(stale)
+
+
+def _load_and_describe(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None = None,
+                       colour: bool = True) -> tuple[Image.Image, np.ndarray | None]:
+    """Decode a photo and take its colour descriptor in the same worker-thread pass."""
+    image = load_image(ref, base_dir, limits, budget)
+    return image, describe_colour(image) if colour else None
 
 
 def _local_path(ref: str | None, base_dir: Path) -> str | None:

@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient, models
 
 from .store import (
     WithVectors,
+    check_weighted_parts,
     vector_names,
     SPARSE_VECTOR,
     Hit,
@@ -214,6 +215,35 @@ class ServerStore:
                                        query_filter=server_filter(flt), limit=int(k),
                                        with_payload=True if want is None else want, with_vectors=names or False)
         return [self._hit(r, names, fields) for r in res.points]
+
+    def search_weighted(self, parts: Sequence[tuple[str, np.ndarray, float]], k: int, candidates: int,
+                        flt: ItemFilter | None = None, with_vectors: WithVectors = False,
+                        fields: Sequence[str] | None = None) -> list[Hit]:
+        checked = check_weighted_parts(parts, self._ready())
+        if k <= 0:
+            return []
+        limit = max(int(candidates), int(k))
+        srv_flt = server_filter(flt)
+        lead_name, lead_vector, _ = checked[0]
+
+        def lead() -> models.Prefetch:
+            return models.Prefetch(query=lead_vector, using=lead_name, filter=srv_flt, limit=limit)
+
+        prefetch = [lead()] + [models.Prefetch(prefetch=[lead()], query=v, using=n, limit=limit)
+                               for n, v, _ in checked[1:]]
+        formula = models.FormulaQuery(
+            formula=models.SumExpression(sum=[models.MultExpression(mult=[w, f"$score[{i}]"])
+                                              for i, (_, _, w) in enumerate(checked)]),
+            defaults={f"$score[{i}]": 0.0 for i in range(len(checked))})
+        names = self._vector_names(with_vectors)
+        want = fetch_fields(fields)
+        res = self.client.query_points(self.collection, prefetch=prefetch, query=formula, limit=int(k),
+                                       with_payload=True if want is None else want, with_vectors=names or False)
+        return [self._hit(r, names, fields) for r in res.points]
+
+    def dense_dims(self) -> dict[str, int] | None:
+        have = self._dims if self._dims is not None else self._existing_dims()
+        return dict(have) if have is not None else None
 
     def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
                     fields: Sequence[str] | None = None) -> list[list[Hit]]:

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-#: Dense vectors each product point may carry. A missing one (e.g. no image) is simply absent.
-DENSE_VECTORS = ("text", "image", "joint")
+#: Dense vectors each product point may carry. A missing one (e.g. no image) is simply absent;
+#: ``colour`` (encoders/colour.py) is also absent from every point of a store created before it.
+DENSE_VECTORS = ("text", "image", "joint", "colour")
 #: Name of the sparse lexical (jieba / BM25-style) vector.
 SPARSE_VECTOR = "lexical"
 #: Payload field naming the joint space an item's joint vector came from.
@@ -120,6 +121,17 @@ class VectorStore(Protocol):
         (best-score strategy) that pushes away from them. ``fields`` restricts the payload
         shipped back (``["item_id"]`` when only ids and scores are needed)."""
 
+    def search_weighted(self, parts: Sequence[tuple[str, np.ndarray, float]], k: int, candidates: int,
+                        flt: ItemFilter | None = None, with_vectors: WithVectors = False,
+                        fields: Sequence[str] | None = None) -> list[Hit]:
+        """Nearest items by ``sum(weight * cosine)`` over several named vectors, in one Qdrant
+        query: the first part's ``candidates`` nearest are prefetched, every other part rescores
+        exactly those (a nested prefetch), and a formula adds the weighted scores. Equivalent to a
+        search on the weighted concatenation of unit vectors, restricted to the lead's candidates."""
+
+    def dense_dims(self) -> dict[str, int] | None:
+        """The dense vector dims the collection was created with; None before it exists."""
+
     def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
                     fields: Sequence[str] | None = None) -> list[list[Hit]]:
         """Several nearest-neighbour queries planned as one batch (the feed asks one per recent
@@ -199,6 +211,23 @@ def check_point_vectors(point: ItemPoint, dims: dict[str, int]) -> dict[str, lis
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"item {point.item_id!r}: vector '{name}' has NaN or inf")
         out[name] = arr.tolist()
+    return out
+
+
+def check_weighted_parts(parts: Sequence[tuple[str, np.ndarray, float]], dims: dict[str, int]) -> list[tuple[str, list[float], float]]:
+    """Validate ``search_weighted``'s parts: known names, right sizes, finite weights."""
+    if not parts:
+        raise ValueError("search_weighted needs at least one (vector name, vector, weight)")
+    out = []
+    for name, vector, weight in parts:
+        if name not in dims:
+            raise ValueError(f"unknown dense vector '{name}' (have {sorted(dims)})")
+        arr = np.asarray(vector, dtype=np.float32).ravel()
+        if arr.shape[0] != dims[name]:
+            raise ValueError(f"query vector '{name}' has dim {arr.shape[0]}, expected {dims[name]}")
+        if not np.isfinite(weight):
+            raise ValueError(f"weight of '{name}' must be finite, got {weight!r}")
+        out.append((name, arr.tolist(), float(weight)))
     return out
 
 

@@ -27,7 +27,7 @@ from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
 from ..lazy import is_built, lazy
 from ..results import Recommendation
-from . import reasons
+from . import reasons, visual
 from .event_store import EventStore
 from .events import Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
@@ -79,6 +79,7 @@ class RecommendEngine:
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
         # in the table when the model is loaded or added to the model after, never both.
         self._behaviour_lock = threading.RLock()
+        self.colour_mix = visual.ColourMix.of(settings)
         # "similar" answers, valid while the catalog is as it was (items_changed clears them; the
         # store's size tells of another writer)
         self._similar: BoundedCache[tuple[Any, ...], tuple[int, list[Recommendation]]] = BoundedCache(
@@ -386,15 +387,27 @@ class RecommendEngine:
         item = self._item(item_id, with_vectors=True)
         vec = item.vectors.get(modality)
         if vec is None:
+            if modality == visual.COLOUR and visual.COLOUR not in (self.store.dense_dims() or {}):
+                raise ValueError("this store was created without the colour vector: re-index the catalog into a "
+                                 "new store folder to compare by colour")
             raise ValueError(f"item {item_id!r} has no {modality} vector")
         f = narrowed(flt, exclude=[item_id])
         pool = k if diversity <= 0 else max(4 * k, 50)
-        hits = self.store.search(modality, vec, pool, f, with_vectors=[modality] if diversity > 0 else False)
+        colour = item.vectors.get(visual.COLOUR)
+        wanted = ([modality] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
+        hits = visual.search(self.store, modality, item.vectors, pool, self.colour_mix, f,
+                             with_vectors=sorted(set(wanted)) or False)
         if diversity > 0 and hits:
             vecs = np.vstack([h.vectors[modality] for h in hits])
             hits = [hits[i] for i in mmr_select(np.array([h.score for h in hits]), vecs, k, diversity)]
-        reason = reasons.similar_to(reasons.title(item.payload, item_id), modality)
-        return [Recommendation.from_payload(h.item_id, h.score, h.payload, reason) for h in hits[:k]]
+        anchor = reasons.title(item.payload, item_id)
+        plain = reasons.similar_to(anchor, modality)
+        coloured = self.colour_mix.weight(modality) > 0 or modality == visual.COLOUR
+        return [Recommendation.from_payload(
+                    h.item_id, h.score, h.payload,
+                    reasons.same_colour(anchor, modality)
+                    if coloured and visual.same_colour(colour, h, self.colour_mix) else plain)
+                for h in hits[:k]]
 
     # ------------------------------------------------------------------ trending
     def trending(self, k: int = 10, category: str | None = None, flt: ItemFilter | None = None) -> list[Recommendation]:

@@ -49,6 +49,13 @@ def similar_to(anchor_title: str, modality: str = "joint") -> str:
     return f"looks like {anchor_title}" if modality == "image" else f"similar to {anchor_title}"
 
 
+def same_colour(anchor_title: str, modality: str = "joint") -> str:
+    """A similar item whose photo has the anchor's colours (colour helped pick it)."""
+    if modality == "colour":
+        return f"same colour as {anchor_title}"
+    return f"{similar_to(anchor_title, modality)}, same colour"
+
+
 def similar_to_yours(anchor_title: str, event_type: str) -> str:
     return f"similar to {anchor_title} you {_VERBS.get(event_type, 'viewed')}"
 

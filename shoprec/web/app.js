@@ -151,6 +151,7 @@ async function itemView(itemId) {
   const modality = el("select", { id: "modality", "aria-label": "Compare by" },
     el("option", { value: "joint", text: "words + photo" }),
     el("option", { value: "image", text: "photo only" }),
+    el("option", { value: "colour", text: "colour" }),
     el("option", { value: "text", text: "words only" }));
 
   view.replaceChildren(el("article", { id: "product", class: "product", "data-id": item.id },

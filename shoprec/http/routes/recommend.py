@@ -18,7 +18,7 @@ from shoprec.http.schemas import CartRequest, Results
 
 router = APIRouter(tags=["recommend"])
 
-Modality = Literal["joint", "text", "image"]
+Modality = Literal["joint", "text", "image", "colour"]
 
 
 @router.get("/items/{item_id}/similar", response_model=Results, dependencies=READ, responses=errors(404, 422))
@@ -28,7 +28,7 @@ def similar(
     svc: Service,
     k: K = 10,
     modality: Annotated[Modality, Query(description="Which vector to compare: joint (text+photo), "
-                                                    "text, or image (the photo alone).")] = "joint",
+                                                    "text, image (the photo alone, colour mixed in) or colour (the photo's colours alone).")] = "joint",
     mmr: Annotated[float | None, Query(ge=0, le=1, description="Diversity 0..1 (MMR); default from settings.")] = None,
 ) -> Results:
     """Products most like this one."""

@@ -6,17 +6,19 @@ Two phases, each safe to interrupt:
 2. the joint space is trained (or reused) and every point whose ``joint_version`` differs
    from the current space gets its joint vector — a matrix product over stored vectors,
    never a re-encode.
-Images for the next batch are decoded on worker threads while the current batch encodes.
+Images for the next batch are decoded, and resized into the image encoder's input array, on
+worker threads while the current batch encodes, so the encoder's thread only runs the network.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from shoprec.bounds import InputBounds
@@ -35,11 +37,24 @@ HASH_FIELD = "content_hash"
 
 
 @dataclass
+class _Loaded:
+    image: Image.Image
+    pixels: np.ndarray | None  # the image encoder's input, when it can prepare one ahead
+
+
+@dataclass
 class _Pending:
     line: int
     product: Product
     content_hash: str
-    image: Future[Image.Image] | None
+    image: Future[_Loaded] | None
+
+
+def _load_and_prepare(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None,
+                      prepare: Callable[[Image.Image], np.ndarray] | None) -> _Loaded:
+    """Runs on a worker thread: decode, then resize/pad/normalise (PIL and numpy release the GIL)."""
+    image = load_image(ref, base_dir, limits, budget)
+    return _Loaded(image, prepare(image) if prepare is not None else None)
 
 
 class Indexer:
@@ -142,10 +157,16 @@ class Indexer:
                              pool: ThreadPoolExecutor, budget: Budget | None = None) -> Iterator[list[_Pending]]:
         """Submit the next batch's image loads before yielding the current one."""
 
+        prepare: list[Callable[[Image.Image], np.ndarray] | None] = []
+
         def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
+            if not prepare and any(row.product.image for row, _ in chunk):
+                # encoders that can make their input array ahead (timm) get it from the workers
+                prepare.append(getattr(self.embedder.image_encoder, "prepare", None))
             return [
                 _Pending(row.line, row.product, digest,
-                         pool.submit(load_image, row.product.image, base_dir, self.limits, budget)
+                         pool.submit(_load_and_prepare, row.product.image, base_dir, self.limits, budget,
+                                     prepare[0])
                          if row.product.image else None)
                 for row, digest in chunk
             ]
@@ -159,19 +180,21 @@ class Indexer:
 
     def _encode_and_upsert(self, batch: list[_Pending], base_dir: Path, report: IndexReport) -> None:
         images: list[Image.Image | None] = []
+        pixels: list[np.ndarray | None] = []
         for pending in batch:
-            image = None
+            loaded = None
             if pending.image is not None:
                 try:
-                    image = pending.image.result()
+                    loaded = pending.image.result()
                 except ImageError as err:
                     report.image_errors.append(RowError(pending.line, pending.product.id, str(err)))
                 except Exception as err:  # noqa: BLE001 - a single bad image must not stop the catalog
                     report.image_errors.append(RowError(pending.line, pending.product.id, f"image failed: {err}"))
-            images.append(image)
+            images.append(loaded.image if loaded else None)
+            pixels.append(loaded.pixels if loaded else None)
         products = [p.product for p in batch]
         paths = [_local_path(p.product.image, base_dir) for p in batch]
-        points = self.embedder.embed(products, images, paths)
+        points = self.embedder.embed(products, images, paths, pixels)
         for point, pending in zip(points, batch):
             point.payload[HASH_FIELD] = pending.content_hash
         self.store.upsert(points)

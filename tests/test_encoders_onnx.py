@@ -252,3 +252,20 @@ def test_indexing_prepares_photos_on_the_worker_threads(tmp_path, monkeypatch) -
         expected = encoder.encode([Image.open(folder / f"{name}.png").convert("RGB")])[0]
         assert np.allclose(stored[name].vectors["image"], expected, atol=1e-6)
     service.close()
+
+
+def test_table_normalisation_is_bit_identical_to_the_formula() -> None:
+    """preprocess looks normalised values up in a table; stored vectors must not move by a bit."""
+    from shoprec.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess, to_square
+
+    rng = np.random.default_rng(3)
+    pictures = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
+                [(336, 224), (224, 224), (100, 400), (17, 9)]]
+    pictures += [pictures[0].convert("L"), pictures[1].convert("P"), pictures[2].convert("RGBA")]
+    for picture in pictures:
+        square = to_square(picture.convert("RGB"), "pad").resize((224, 224), Image.Resampling.BICUBIC)
+        expected = np.asarray(square, dtype=np.float32) / 255.0
+        expected = (expected - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+        got = preprocess(picture, 224, "pad")
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.array_equal(got, expected.transpose(2, 0, 1)), picture.mode

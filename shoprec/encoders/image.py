@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -31,7 +31,7 @@ KeyMapping = Literal["positional", "exact"]
 
 #: What ``encode`` takes per item: a PIL image, or the ``(3, S, S)`` float32 array that
 #: ``prepare`` made from one (so worker threads can do the resizing off the encoding thread).
-ImageInput = Union[Image.Image, np.ndarray]
+ImageInput = Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)

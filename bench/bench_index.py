@@ -2,14 +2,17 @@
 
 Writes a ``--n``-item slice of a real catalog (default: the H&M sample) next to its images,
 then in the same run measures:
-1. the bare forward pass: text encoder + image encoder over the same items, images already
-   decoded in memory (the floor no indexer can beat on this machine);
+1. the bare forward pass: text encoder + image encoder over the same items, photos already
+   decoded in memory (resize/pad/normalise included, as in ``encode``), and the model-only pass
+   (the image encoder on ready input arrays: the floor, since indexing resizes on worker threads);
 2. ``shoprec index`` into a fresh embedded store (decode, encode, lexical, upsert, joint
    training, HNSW build);
 3. the same command again (nothing changed: hashes only);
-4. indexing into fresh stores with and without the colour descriptor (``index_colour``),
-   alternated, so the descriptor's cost is read from the same run.
-and prints items/s and the ratios indexing/forward, re-index/first-index and with/without colour.
+4. ``shoprec index`` into a fresh store without the colour descriptor (``index_colour=False``),
+   so the descriptor's cost is read from the same run.
+Each is repeated ``--repeats`` times, alternating, and the median is printed with items/s and the
+ratios indexing/forward and re-index/first-index. The image encoder runs on the configured
+backend (SHOPREC_IMAGE_BACKEND; the first line says which).
 
     python bench/bench_index.py --n 1000
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +37,10 @@ from shoprec.config import Settings  # noqa: E402
 from shoprec.encoders import build_image_encoder, build_text_encoder  # noqa: E402
 from shoprec.service import Shoprec  # noqa: E402
 
-HM = Path(__file__).resolve().parents[2] / "shared" / "data" / "hm" / "catalog.jsonl"
+#: The H&M sample in ``shared/data/hm`` beside the checkout (or beside a worktree's parent).
+HM = next((p / "shared" / "data" / "hm" / "catalog.jsonl" for p in Path(__file__).resolve().parents
+           if (p / "shared" / "data" / "hm" / "catalog.jsonl").is_file()),
+          Path(__file__).resolve().parents[2] / "shared" / "data" / "hm" / "catalog.jsonl")
 
 
 def main() -> int:
@@ -41,6 +48,7 @@ def main() -> int:
     parser.add_argument("--catalog", type=Path, default=HM)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each step (median printed)")
     args = parser.parse_args()
     if not args.catalog.is_file():
         print(f"catalog not found: {args.catalog} (the H&M sample lives in ../shared/data/hm)", file=sys.stderr)
@@ -66,43 +74,56 @@ def main() -> int:
         texts = [p.text_for_embedding() for p in products]
         text_encoder.encode(texts[:8])  # warm-up: first call pays one-off costs
         image_encoder.encode(images[:8])
-        started = time.perf_counter()
-        text_encoder.encode(texts, batch_size=settings.batch_size)
-        image_encoder.encode(images, batch_size=settings.batch_size)
-        forward_s = time.perf_counter() - started
-
-        service = Shoprec(Settings(store=Path(tmp) / "store"))
-        # the encoders are cached per process: indexing reuses the ones the forward pass loaded
-        started = time.perf_counter()
-        first = service.index_catalog(catalog, progress=False)
-        first_s = time.perf_counter() - started
-        started = time.perf_counter()
-        again = service.index_catalog(catalog, progress=False)
-        again_s = time.perf_counter() - started
-        service.close()
-        # With and without colour, alternated into fresh stores (the first index of a process pays
-        # one-off costs, and these machines are shared): the best of two runs each.
-        timings: dict[bool, list[float]] = {True: [], False: []}
-        for turn, colour in enumerate((False, True, False, True)):
-            other = Shoprec(Settings(store=Path(tmp) / f"store-ab-{turn}", index_colour=colour))
+        prepare = getattr(image_encoder, "prepare", None)
+        pixels = [prepare(im) for im in images] if prepare else None
+        times: dict[str, list[float]] = {"forward": [], "model": [], "first": [], "again": [], "no_colour": []}
+        first = again = None
+        for run in range(args.repeats):
             started = time.perf_counter()
-            other.index_catalog(catalog, progress=False)
-            timings[colour].append(time.perf_counter() - started)
-            other.close()
-        colour_s, plain_s = min(timings[True]), min(timings[False])
+            text_encoder.encode(texts, batch_size=settings.batch_size)
+            image_encoder.encode(images, batch_size=settings.batch_size)
+            times["forward"].append(time.perf_counter() - started)
+            if pixels is not None:
+                started = time.perf_counter()
+                text_encoder.encode(texts, batch_size=settings.batch_size)
+                image_encoder.encode(pixels, batch_size=settings.batch_size)
+                times["model"].append(time.perf_counter() - started)
 
+            service = Shoprec(Settings(store=Path(tmp) / f"store-{run}"))
+            # the encoders are cached per process: indexing reuses the ones the forward pass loaded
+            started = time.perf_counter()
+            first = service.index_catalog(catalog, progress=False)
+            times["first"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            again = service.index_catalog(catalog, progress=False)
+            times["again"].append(time.perf_counter() - started)
+            service.close()
+            plain = Shoprec(Settings(store=Path(tmp) / f"store-plain-{run}", index_colour=False))
+            started = time.perf_counter()
+            plain.index_catalog(catalog, progress=False)
+            times["no_colour"].append(time.perf_counter() - started)
+            plain.close()
+
+    median = {k: statistics.median(v) for k, v in times.items() if v}
+    forward_s, first_s, again_s = median["forward"], median["first"], median["again"]
     n = len(products)
-    print(f"items: {n} ({len(images)} with a photo)")
-    print(f"{'run':<34}{'seconds':>10}{'items/s':>10}")
-    print(f"{'bare forward pass (text+image)':<34}{forward_s:>10.1f}{n / forward_s:>10.1f}")
-    print(f"{'shoprec index (first run)':<34}{first_s:>10.1f}{n / first_s:>10.1f}")
-    print(f"{'shoprec index (re-run, no change)':<34}{again_s:>10.2f}{n / again_s:>10.0f}")
-    print(f"{'index with colour (best of 2)':<34}{colour_s:>10.1f}{n / colour_s:>10.1f}")
-    print(f"{'index without colour (best of 2)':<34}{plain_s:>10.1f}{n / plain_s:>10.1f}")
+    print(f"items: {n} ({len(images)} with a photo); image encoder {image_encoder.name} on "
+          f"{getattr(image_encoder, 'backend', 'its own runtime')}; median of {args.repeats} run(s)")
+    print(f"{'run':<40}{'seconds':>10}{'items/s':>10}")
+    print(f"{'bare forward pass (text+image)':<40}{forward_s:>10.1f}{n / forward_s:>10.1f}")
+    if "model" in median:
+        print(f"{'model-only (text+image, ready arrays)':<40}{median['model']:>10.1f}{n / median['model']:>10.1f}")
+    print(f"{'shoprec index (first run)':<40}{first_s:>10.1f}{n / first_s:>10.1f}")
+    print(f"{'shoprec index (re-run, no change)':<40}{again_s:>10.2f}{n / again_s:>10.0f}")
+    plain_s = median["no_colour"]
+    print(f"{'shoprec index without colour':<40}{plain_s:>10.1f}{n / plain_s:>10.1f}")
     print(f"indexing / forward throughput: {forward_s / first_s:.2f}  (1.00 = no overhead beyond the encoders)")
-    print(f"colour descriptor cost:        {colour_s / plain_s - 1:+.1%} of indexing time (with / without colour)")
+    if "model" in median:
+        print(f"indexing / model-only:         {median['model'] / first_s:.2f}")
+    print(f"colour descriptor cost:        {first_s / plain_s - 1:+.1%} of indexing time (with / without)")
     print(f"re-index / first index time:   {again_s / first_s:.4f}  (re-encoded {again.indexed}, unchanged {again.unchanged})")
     print(f"first run: {first.summary()}; joint space: {first.joint_metrics.get('heldout', {})}")
+    print("all runs (s): " + json.dumps({k: [round(x, 2) for x in v] for k, v in times.items()}))
     return 0
 
 

@@ -97,7 +97,7 @@ def _build_text(name: str) -> TextEncoder:
     raise ValueError(f"text encoder {name!r} has unknown kind {config['kind']!r}")
 
 
-def _build_image(name: str) -> ImageEncoder:
+def _build_image(name: str, backend: str, onnx_cache: str | None) -> ImageEncoder:
     if name.startswith("open_clip:"):
         from .clip import ClipImageEncoder, ClipSpec, load_open_clip
 
@@ -116,6 +116,8 @@ def _build_image(name: str) -> ImageEncoder:
             key_mapping=config["key_mapping"],
             image_size=config["image_size"],
             fit=config["fit"],
+            backend=backend,
+            onnx_cache=onnx_cache,
         )
     raise ValueError(f"image encoder {name!r} has unknown kind {config['kind']!r}")
 
@@ -127,9 +129,27 @@ def build_text_encoder(name: str = "use-multilingual") -> TextEncoder:
 
 
 @lru_cache(maxsize=8)
-def build_image_encoder(name: str = "efficientnet-lite0") -> ImageEncoder:
-    """The image encoder called ``name`` (cached; see ``IMAGE_ENCODERS`` and ``SCHEMES``)."""
-    return _build_image(name.strip())
+def _cached_image_encoder(name: str, backend: str, onnx_cache: str | None) -> ImageEncoder:
+    return _build_image(name, backend, onnx_cache)
+
+
+def build_image_encoder(name: str = "efficientnet-lite0", backend: str | None = None,
+                        onnx_cache: str | Path | None = None) -> ImageEncoder:
+    """The image encoder called ``name`` (cached; see ``IMAGE_ENCODERS`` and ``SCHEMES``).
+
+    ``backend`` (auto/onnx/torch) and ``onnx_cache`` default to the settings
+    (``SHOPREC_IMAGE_BACKEND``, ``SHOPREC_ONNX_CACHE``); they only concern timm encoders.
+    """
+    if backend is None or onnx_cache is None:
+        from shoprec.config import Settings
+
+        settings = Settings()
+        backend = backend if backend is not None else settings.image_backend
+        onnx_cache = onnx_cache if onnx_cache is not None else settings.onnx_cache
+    return _cached_image_encoder(name.strip(), backend, str(onnx_cache) if onnx_cache else None)
+
+
+build_image_encoder.cache_clear = _cached_image_encoder.cache_clear  # type: ignore[attr-defined]
 
 
 def known_encoders() -> dict[str, list[str]]:

@@ -44,7 +44,9 @@ def _loaded(kind: str, name: str, build: Any) -> Any:
     log.info("loading the %s encoder %s (once per process)", kind, name)
     started = time.perf_counter()
     encoder = build(name)
-    log.info("%s encoder %s ready in %.1f s", kind, name, time.perf_counter() - started)
+    runtime = getattr(encoder, "backend", None)  # timm image encoders: onnx, or torch after a fallback
+    log.info("%s encoder %s ready in %.1f s%s", kind, name, time.perf_counter() - started,
+             f" (runs on {runtime})" if runtime else "")
     return encoder
 
 
@@ -60,7 +62,9 @@ class ProductEmbedder:
 
     @cached_property
     def image_encoder(self):
-        return _loaded("image", self.settings.image_encoder, build_image_encoder)
+        settings = self.settings
+        return _loaded("image", settings.image_encoder,
+                       lambda name: build_image_encoder(name, settings.image_backend, settings.onnx_cache))
 
     @cached_property
     def lexical(self) -> LexicalEncoder:
@@ -132,14 +136,20 @@ class ProductEmbedder:
     # ------------------------------------------------------------------ items
     def embed(self, products: Sequence[Product], images: Sequence[Image.Image | None],
               image_paths: Sequence[str | None],
-              colours: Sequence[np.ndarray | None] | None = None) -> list[ItemPoint]:
+              colours: Sequence[np.ndarray | None] | None = None,
+              pixels: Sequence[np.ndarray | None] | None = None) -> list[ItemPoint]:
         """Encode a batch; ``images[i]`` is None where the photo is absent or failed.
+
         ``colours[i]`` is the photo's colour descriptor when the caller computed it beside the
-        decode (the indexer's image threads); otherwise it is computed here."""
+        decode (the indexer's image threads); otherwise it is computed here. ``pixels[i]``, where
+        given, is ``images[i]`` already prepared by the image encoder's ``prepare`` (on the same
+        threads); the encoder then skips resizing it.
+        """
         bs = self.settings.batch_size
         text = self.text_encoder.encode([p.text_for_embedding() for p in products], batch_size=bs)
         with_image = [i for i, img in enumerate(images) if img is not None]
-        visual = self.image_encoder.encode([images[i] for i in with_image], batch_size=bs)
+        inputs = [pixels[i] if pixels is not None and pixels[i] is not None else images[i] for i in with_image]
+        visual = self.image_encoder.encode(inputs, batch_size=bs)
         visual_by_row = {row: visual[j] for j, row in enumerate(with_image)}
         joint = self._joint_for(products, images, text, visual_by_row)
         version = self.joint_version

@@ -6,13 +6,14 @@ Two phases, each safe to interrupt:
 2. the joint space is trained (or reused) and every point whose ``joint_version`` differs
    from the current space gets its joint vector — a matrix product over stored vectors,
    never a re-encode.
-Images for the next batch are decoded on worker threads while the current batch encodes.
+Images for the next batch are decoded, and resized into the image encoder's input array, on
+worker threads while the current batch encodes, so the encoder's thread only runs the network.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,27 @@ HASH_FIELD = "content_hash"
 
 
 @dataclass
+class _Loaded:
+    image: Image.Image
+    pixels: np.ndarray | None  # the image encoder's input, when it can prepare one ahead
+    colour: np.ndarray | None = None  # the photo's colour descriptor (stores with a colour vector)
+
+
+@dataclass
 class _Pending:
     line: int
     product: Product
     content_hash: str
-    image: Future[tuple[Image.Image, np.ndarray | None]] | None
+    image: Future[_Loaded] | None
+
+
+def _load_and_prepare(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None,
+                      prepare: Callable[[Image.Image], np.ndarray] | None, colour: bool) -> _Loaded:
+    """Runs on a worker thread: decode, then resize/pad/normalise the encoder's input and take the
+    colour descriptor, all from the one decode (PIL and numpy release the GIL)."""
+    image = load_image(ref, base_dir, limits, budget)
+    return _Loaded(image, prepare(image) if prepare is not None else None,
+                   describe_colour(image) if colour else None)
 
 
 class Indexer:
@@ -172,11 +189,16 @@ class Indexer:
                              pool: ThreadPoolExecutor, budget: Budget | None = None) -> Iterator[list[_Pending]]:
         """Submit the next batch's image loads before yielding the current one."""
 
+        prepare: list[Callable[[Image.Image], np.ndarray] | None] = []
+
         def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
+            if not prepare and any(row.product.image for row, _ in chunk):
+                # encoders that can make their input array ahead (timm) get it from the workers
+                prepare.append(getattr(self.embedder.image_encoder, "prepare", None))
             return [
                 _Pending(row.line, row.product, digest,
-                         pool.submit(_load_and_describe, row.product.image, base_dir, self.limits, budget,
-                                     self.embedder.stores_colour)
+                         pool.submit(_load_and_prepare, row.product.image, base_dir, self.limits, budget,
+                                     prepare[0], self.embedder.stores_colour)
                          if row.product.image else None)
                 for row, digest in chunk
             ]
@@ -191,20 +213,22 @@ class Indexer:
     def _encode_and_upsert(self, batch: list[_Pending], base_dir: Path, report: IndexReport) -> None:
         images: list[Image.Image | None] = []
         colours: list[np.ndarray | None] = []
+        pixels: list[np.ndarray | None] = []
         for pending in batch:
-            image = colour = None
+            loaded = None
             if pending.image is not None:
                 try:
-                    image, colour = pending.image.result()
+                    loaded = pending.image.result()
                 except ImageError as err:
                     report.image_errors.append(RowError(pending.line, pending.product.id, str(err)))
                 except Exception as err:  # noqa: BLE001 - a single bad image must not stop the catalog
                     report.image_errors.append(RowError(pending.line, pending.product.id, f"image failed: {err}"))
-            images.append(image)
-            colours.append(colour)
+            images.append(loaded.image if loaded else None)
+            colours.append(loaded.colour if loaded else None)
+            pixels.append(loaded.pixels if loaded else None)
         products = [p.product for p in batch]
         paths = [_local_path(p.product.image, base_dir) for p in batch]
-        points = self.embedder.embed(products, images, paths, colours)
+        points = self.embedder.embed(products, images, paths, colours, pixels)
         for point, pending in zip(points, batch):
             point.payload[HASH_FIELD] = pending.content_hash
         self.store.upsert(points)
@@ -227,13 +251,6 @@ class Indexer:
             self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
             self.store.set_payload([hit.item_id for hit in chunk], {JOINT_VERSION_FIELD: version})
         report.joint_updated = len(stale)
-
-
-def _load_and_describe(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None = None,
-                       colour: bool = True) -> tuple[Image.Image, np.ndarray | None]:
-    """Decode a photo and take its colour descriptor in the same worker-thread pass."""
-    image = load_image(ref, base_dir, limits, budget)
-    return image, describe_colour(image) if colour else None
 
 
 def _local_path(ref: str | None, base_dir: Path) -> str | None:

@@ -73,11 +73,17 @@ def _filter(category, min_price, max_price, in_stock) -> ItemFilter | None:
     return None if flt.is_empty() else flt
 
 
-def _print(results: list[Recommendation], as_json: bool, title: str) -> None:
+def _print(answer: Any, as_json: bool, title: str) -> None:
+    """A served answer (shoprec.results.Served: JSON as the HTTP API answers it, rec_id included)
+    or a plain list of recommendations (the demo's tour), as JSON or a table."""
+    served = not isinstance(answer, list)
     if as_json:
-        typer.echo(json.dumps([r.model_dump() for r in results], ensure_ascii=False, indent=1))
+        body = answer.model_dump() if served else [r.model_dump() for r in answer]
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=1))
         return
-    table = Table(title=title)
+    results: list[Recommendation] = answer.results if served else answer
+    caption = f"rec_id {answer.rec_id} · variant {answer.variant}" if served else None
+    table = Table(title=title, caption=caption)
     for column in ("#", "id", "score", "title", "category", "price", "reason"):
         table.add_column(column)
     for rank, r in enumerate(results, 1):
@@ -141,7 +147,9 @@ def similar(
         _fail(f"--modality must be text, image or joint, not {modality!r}")
     with _service(store) as service:
         try:
-            results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("similar", None, lambda o: service.similar(
+                item_id, k=k, modality=modality, flt=flt, overrides=o))
         except UnknownItem as err:
             _fail(str(err))
         _print(results, as_json, f"similar to {item_id} ({modality})")
@@ -166,7 +174,8 @@ def search(
                 _fail(f"image not found: {image}")
             data = image.read_bytes()
         try:
-            results = service.search(text=query, image=data, k=k, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("search", None, lambda o: service.search(text=query, image=data, k=k, flt=flt))
         except ImageError as err:
             _fail(f"{image}: {err}")
         _print(results, as_json, f"search {query or image}")
@@ -250,8 +259,9 @@ def recommend(
 ) -> None:
     """Personalised feed for USER_ID (new users get their segment's favourites / trending / context)."""
     with _service(store) as service:
-        results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=exclude_purchased,
-                                    flt=_filter(category, min_price, max_price, in_stock))
+        flt = _filter(category, min_price, max_price, in_stock)
+        results = service.serve("feed", user_id, lambda o: service.recommend(
+            user_id, k=k, context_item=context_item, exclude_purchased=exclude_purchased, flt=flt, overrides=o))
         _print(results, as_json, f"for {user_id}")
 
 
@@ -270,7 +280,9 @@ def complementary(
         _fail("give an ITEM_ID or --cart ID,ID")
     with _service(store) as service:
         try:
-            results = service.complementary(ids, k=k, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("cart" if cart else "complementary", None,
+                                    lambda o: service.complementary(ids, k=k, flt=flt))
         except UnknownItem as err:
             _fail(str(err))
         _print(results, as_json, f"goes with {', '.join(ids)}")
@@ -302,6 +314,38 @@ def stats(store: StoreOpt = None) -> None:
     """Index size and event counts."""
     with _service(store) as service:
         typer.echo(json.dumps(service.stats(), indent=1))
+
+
+@app.command()
+def report(
+    since: Annotated[Optional[str], typer.Option(help="Only lists first shown on or after this UTC day (YYYY-MM-DD).")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Which experiment [default: the running one, else the latest].")] = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Online measures per surface x variant: CTR, add-to-cart and conversion rates (95% intervals),
+    credited revenue, items per order, coverage, and the A/B test's verdict."""
+    from datetime import date
+
+    from shoprec.online.experiments import ExperimentError
+    from shoprec.online.report import tables
+
+    if since is not None:
+        try:
+            since = date.fromisoformat(since).isoformat()
+        except ValueError:
+            _fail(f"--since must be a date YYYY-MM-DD, not {since!r}")
+    with _service(store) as service:
+        try:
+            data = service.online_stats(experiment, since)
+        except ExperimentError as err:
+            _fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    for table in tables(data):
+        console.print(table)
+    console.print(f"[bold]verdict[/bold]: {escape(data['verdict']['text'])}")
+    console.print(f"[dim]{escape(data['method'])}[/dim]")
 
 
 @app.command()

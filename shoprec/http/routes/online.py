@@ -7,7 +7,6 @@ is served, so those are writes (``WRITE``, with ``Idempotency-Key`` support like
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
@@ -132,12 +131,15 @@ def stats(
     experiment: Annotated[str | None, Query(min_length=1, max_length=64, description=(
         "Which experiment [default: the running one, else the latest; answers outside any when there is none]."))]
     = None,
-    since: Annotated[date | None, Query(description="Only lists first shown on or after this UTC day.")] = None,
+    since: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description=(
+        "Only lists first shown on or after this UTC day (YYYY-MM-DD)."))] = None,
 ) -> Any:
     """Impressions, CTR, add-to-cart and conversion rates, credited revenue, items per order and
     catalogue coverage per surface x variant (x day), with 95% intervals, a two-proportion z-test of
     each variant against the control and the verdict."""
+    # Days compare as YYYY-MM-DD strings, so a well-formed but impossible day (2026-02-30) still
+    # says where to start; only the shape is validated.
     try:
-        return json_response(200, svc.online_stats(experiment, since.isoformat() if since else None))
+        return json_response(200, svc.online_stats(experiment, since))
     except ExperimentError as err:
         raise ApiError(404, str(err), field="experiment", location="query") from None

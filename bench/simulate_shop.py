@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -42,7 +43,9 @@ from typing import Any
 
 import httpx
 
-HM_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "hm" / "events.jsonl"
+#: H&M's events beside the checkout (../shared/data/hm), or where SHOPREC_HM_DIR says.
+HM_EVENTS = Path(os.environ.get("SHOPREC_HM_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "hm")
+                 ) / "events.jsonl"
 
 
 # ---------------------------------------------------------------------- ground truth

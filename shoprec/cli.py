@@ -120,13 +120,23 @@ def _filter_query(category, min_price, max_price, in_stock) -> dict[str, Any]:
     return filter_query(category, min_price, max_price, in_stock)
 
 
-def _print(results: list[Any], as_json: bool, title: str) -> None:
-    """Results as a table or JSON; Recommendation objects (the store) or their dicts (--url)."""
-    rows = [r if isinstance(r, dict) else r.model_dump() for r in results]
+def _print(answer: Any, as_json: bool, title: str) -> None:
+    """A served answer (shoprec.results.Served: JSON as the HTTP API answers it, rec_id included),
+    a server's answer body (--url), or a plain list of recommendations (the demo's tour)."""
+    served = not isinstance(answer, (list, dict))
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        body = answer.model_dump() if served else answer if isinstance(answer, dict) else [
+            r if isinstance(r, dict) else r.model_dump() for r in answer]
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=1))
         return
-    table = Table(title=title)
+    if served:
+        results, caption = answer.results, f"rec_id {answer.rec_id} · variant {answer.variant}"
+    elif isinstance(answer, dict):
+        results, caption = answer.get("results", []), f"rec_id {answer.get('rec_id')} · variant {answer.get('variant')}"
+    else:
+        results, caption = answer, None
+    rows = [r if isinstance(r, dict) else r.model_dump() for r in results]
+    table = Table(title=title, caption=caption)
     for column in ("#", "id", "score", "title", "category", "price", "reason"):
         table.add_column(column)
     for rank, r in enumerate(rows, 1):
@@ -198,7 +208,9 @@ def similar(
         return
     with _service(store) as service:
         try:
-            results = service.similar(item_id, k=k, modality=modality, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("similar", None, lambda o: service.similar(
+                item_id, k=k, modality=modality, flt=flt, overrides=o))
         except UnknownItem as err:
             _fail(str(err))
         _print(results, as_json, title)
@@ -228,7 +240,8 @@ def search(
     with _service(store) as service:
         data = image.read_bytes() if image is not None else None
         try:
-            results = service.search(text=query, image=data, k=k, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("search", None, lambda o: service.search(text=query, image=data, k=k, flt=flt))
         except ImageError as err:
             _fail(f"{image}: {err}")
         _print(results, as_json, title)
@@ -322,11 +335,9 @@ def recommend(
     from shoprec.errors import UnknownItem
 
     with _service(store) as service:
-        try:
-            results = service.recommend(user_id, k=k, context_item=context_item, exclude_purchased=exclude_purchased,
-                                        flt=_filter(category, min_price, max_price, in_stock))
-        except UnknownItem as err:
-            _fail(str(err))
+        flt = _filter(category, min_price, max_price, in_stock)
+        results = service.serve("feed", user_id, lambda o: service.recommend(
+            user_id, k=k, context_item=context_item, exclude_purchased=exclude_purchased, flt=flt, overrides=o))
         _print(results, as_json, title)
 
 
@@ -353,7 +364,9 @@ def complementary(
         return
     with _service(store) as service:
         try:
-            results = service.complementary(ids, k=k, flt=_filter(category, min_price, max_price, in_stock))
+            flt = _filter(category, min_price, max_price, in_stock)
+            results = service.serve("cart" if cart else "complementary", None,
+                                    lambda o: service.complementary(ids, k=k, flt=flt))
         except UnknownItem as err:
             _fail(str(err))
         _print(results, as_json, title)
@@ -385,6 +398,38 @@ def stats(store: StoreOpt = None) -> None:
     """Index size and event counts."""
     with _service(store) as service:
         typer.echo(json.dumps(service.stats(), indent=1))
+
+
+@app.command()
+def report(
+    since: Annotated[Optional[str], typer.Option(help="Only lists first shown on or after this UTC day (YYYY-MM-DD).")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Which experiment [default: the running one, else the latest].")] = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Online measures per surface x variant: CTR, add-to-cart and conversion rates (95% intervals),
+    credited revenue, items per order, coverage, and the A/B test's verdict."""
+    from datetime import date
+
+    from shoprec.online.experiments import ExperimentError
+    from shoprec.online.report import tables
+
+    if since is not None:
+        try:
+            since = date.fromisoformat(since).isoformat()
+        except ValueError:
+            _fail(f"--since must be a date YYYY-MM-DD, not {since!r}")
+    with _service(store) as service:
+        try:
+            data = service.online_stats(experiment, since)
+        except ExperimentError as err:
+            _fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    for table in tables(data):
+        console.print(table)
+    console.print(f"[bold]verdict[/bold]: {escape(data['verdict']['text'])}")
+    console.print(f"[dim]{escape(data['method'])}[/dim]")
 
 
 @app.command()

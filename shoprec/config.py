@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         "popularity features): a quantity of 10^4 counts as this many, so one order cannot make an item "
         "trending for everyone.")
 
+    # --- online measurement (shoprec/online/) ----------------------------------------------
+    attribution_window_hours: float = Field(
+        24.0, gt=0, description="A cart or purchase of an item this soon after a click on it in a recommended "
+        "list is credited to that list (event time).")
+    experiments_file: Path | None = Field(
+        None, description="JSON file of A/B experiments (the POST /experiments shape, one or a list); each "
+        "one not known yet is started when the service starts.")
+
     # --- input bounds (bounds.py): per field of the catalog and event formats ----------------
     max_id_chars: int = Field(256, ge=1, description="Item, user, session and event ids.")
     max_title_chars: int = Field(2000, ge=1)
@@ -168,6 +176,7 @@ class Settings(BaseSettings):
             "cart": self.weight_cart,
             "purchase": self.weight_purchase,
             "dislike": self.weight_dislike,
+            "impression": 0.0,  # shown is not interest; impressions never reach the behaviour log anyway
         }
 
 

@@ -33,10 +33,10 @@ class Remote:
         self.timeout_s = timeout_s
 
     # ------------------------------------------------------------------ queries
-    def similar(self, item_id: str, k: int, modality: str, flt: dict[str, Any]) -> list[dict[str, Any]]:
+    def similar(self, item_id: str, k: int, modality: str, flt: dict[str, Any]) -> dict[str, Any]:
         return self._results("GET", f"/items/{_segment(item_id)}/similar", {"k": k, "modality": modality, **flt})
 
-    def complementary(self, item_ids: Sequence[str], k: int, flt: dict[str, Any]) -> list[dict[str, Any]]:
+    def complementary(self, item_ids: Sequence[str], k: int, flt: dict[str, Any]) -> dict[str, Any]:
         if len(item_ids) == 1:
             return self._results("GET", f"/items/{_segment(item_ids[0])}/complementary", {"k": k, **flt})
         return self._results("POST", "/cart/complementary", {"k": k, **flt},
@@ -44,13 +44,13 @@ class Remote:
                              content_type="application/json")
 
     def recommend(self, user_id: str, k: int, context_item: str | None, exclude_purchased: bool,
-                  flt: dict[str, Any]) -> list[dict[str, Any]]:
+                  flt: dict[str, Any]) -> dict[str, Any]:
         query = {"k": k, "exclude_purchased": exclude_purchased, **flt}
         if context_item:
             query["context_item"] = context_item
         return self._results("GET", f"/users/{_segment(user_id)}/recommendations", query)
 
-    def search(self, text: str | None, image: Path | None, k: int, flt: dict[str, Any]) -> list[dict[str, Any]]:
+    def search(self, text: str | None, image: Path | None, k: int, flt: dict[str, Any]) -> dict[str, Any]:
         fields = {"q": text} if text else {}
         files = {"image": (image.name, image.read_bytes())} if image is not None else {}
         body, content_type = _multipart(fields, files)
@@ -58,11 +58,12 @@ class Remote:
 
     # ------------------------------------------------------------------ transport
     def _results(self, method: str, path: str, query: dict[str, Any], body: bytes | None = None,
-                 content_type: str | None = None) -> list[dict[str, Any]]:
+                 content_type: str | None = None) -> dict[str, Any]:
+        """The server's whole answer (rec_id, variant, results), as a local query prints it."""
         answer = self._call(method, path, query, body, content_type)
         if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
             raise RemoteError(f"{self.base}{path}: unexpected answer (is this a shoprec server?)")
-        return answer["results"]
+        return answer
 
     def _call(self, method: str, path: str, query: dict[str, Any], body: bytes | None,
               content_type: str | None) -> Any:

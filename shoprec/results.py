@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 def image_url(item_id: str, payload: dict[str, Any]) -> str | None:
@@ -25,6 +25,7 @@ class Recommendation(BaseModel):
     price: float | None = None
     image_url: str | None = None
     reason: str = ""
+    position: int | None = Field(None, description="1-based place in the answer (set when it is served).")
 
     @classmethod
     def from_payload(cls, item_id: str, score: float, payload: dict[str, Any], reason: str = "") -> "Recommendation":
@@ -37,3 +38,14 @@ class Recommendation(BaseModel):
             image_url=image_url(item_id, payload),
             reason=reason,
         )
+
+
+class Served(BaseModel):
+    """A ranked answer as served: its ``rec_id`` (events name it to be credited to this list),
+    where it was shown, the A/B experiment and variant it belongs to, and the items in order."""
+
+    rec_id: str = Field(description="Send it back as rec_id of impression/click/cart/purchase events.")
+    surface: str = Field(description="feed, similar, complementary, cart, search or trending.")
+    experiment: str | None = Field(None, description="The running A/B experiment the answer is part of.")
+    variant: str = Field("default", description="The experiment's variant that served it ('default' outside one).")
+    results: list[Recommendation]

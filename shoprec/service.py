@@ -6,7 +6,7 @@ query command never loads an encoder it does not need.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,8 @@ from shoprec.errors import UnknownItem
 from shoprec.indexing.factory import open_store
 from shoprec.indexing.store import ItemFilter, VectorStore
 from shoprec.lazy import is_built, lazy
-from shoprec.results import Recommendation
+from shoprec.online.experiments import Overrides
+from shoprec.results import Recommendation, Served
 from shoprec.search import rrf_fuse
 
 # Each part below imports its modules when first built, so a CLI query pays only for what it
@@ -144,9 +145,26 @@ class Shoprec:
         reason = "matches your search" if text else "looks like your photo"
         return [Recommendation.from_payload(h.item_id, h.score, h.payload, reason) for h in fused]
 
+    # ------------------------------------------------------------------ served answers
+    def serve(self, surface: str, user_id: str | None,
+              answer: Callable[[Overrides], list[Recommendation]]) -> Served:
+        """A ranked answer as shown to a shopper: ``answer`` is computed with the settings of
+        the user's A/B variant, then gets a fresh ``rec_id`` and positions, and is recorded so
+        that impressions, clicks and purchases naming the rec_id are credited to it."""
+        online = self.engine.online
+        assignment = online.assign(user_id)
+        return online.serve(surface, user_id, assignment, answer(assignment.overrides))
+
+    def online_stats(self, experiment: str | None = None, since: str | None = None) -> dict[str, Any]:
+        """Online measures per surface x variant x day (see shoprec/online/stats.py)."""
+        return self.engine.online.stats(self.store.count(), experiment, since)
+
     # ------------------------------------------------------------------ recommend
     def similar(self, item_id: str, k: int = 10, modality: str = "joint", flt: ItemFilter | None = None,
-                mmr: float | None = None) -> list[Recommendation]:
+                mmr: float | None = None, overrides: Overrides | None = None) -> list[Recommendation]:
+        """``overrides``: an A/B variant's settings; an explicit ``mmr`` wins over its mmr."""
+        if mmr is None and overrides is not None:
+            mmr = overrides.mmr
         return self.engine.similar(item_id, k=k, modality=modality, flt=flt, mmr=mmr)
 
     def complementary(self, item_ids: Sequence[str], k: int = 10, flt: ItemFilter | None = None) -> list[Recommendation]:
@@ -163,9 +181,11 @@ class Shoprec:
         return out
 
     def recommend(self, user_id: str, k: int = 10, context_item: str | None = None, exclude_purchased: bool = False,
-                  flt: ItemFilter | None = None) -> list[Recommendation]:
+                  flt: ItemFilter | None = None, overrides: Overrides | None = None) -> list[Recommendation]:
+        o = overrides or Overrides()
         return self.engine.recommend_user(user_id, k=k, context_item=context_item,
-                                          exclude_purchased=exclude_purchased, flt=flt)
+                                          exclude_purchased=exclude_purchased, flt=flt, mmr=o.mmr, ranker=o.ranker,
+                                          candidates=o.candidates)
 
     def ingest_events(self, events: Iterable[Any]):
         return self.engine.ingest(events)

@@ -176,7 +176,7 @@ def test_every_error_answer_is_documented_as_error_body(open_client):
     ({}, set()),
     ({"api_key": WRITER}, {"POST /items", "DELETE /items/{item_id}", "POST /events", "POST /users",
                            "DELETE /users/{user_id}", "GET /users/{user_id}/recommendations",
-                           "GET /users/{user_id}/history"}),
+                           "GET /users/{user_id}/history", "POST /experiments", "POST /experiments/{name}/stop"}),
     ({"read_key": READER}, "all but health"),
 ])
 def test_security_is_declared_where_this_server_asks_for_a_key(contract_service, demo_shop, keys, secured):

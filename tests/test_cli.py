@@ -27,9 +27,13 @@ def cli_store(demo_shop, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _json(args: list[str]) -> list[dict]:
+    """The ranked items of a query command's JSON (which names its answer by rec_id, like HTTP)."""
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    served = json.loads(result.stdout)
+    assert len(served["rec_id"]) == 32 and [r["position"] for r in served["results"]] == list(
+        range(1, len(served["results"]) + 1))
+    return served["results"]
 
 
 def test_query_commands_print_json_results(cli_store) -> None:
@@ -91,3 +95,26 @@ def test_demo_builds_indexes_and_answers(tmp_path) -> None:
                     "for a new visitor"):
         assert section in result.output
     assert "mug-blue" in result.output and "often bought" in result.output
+
+
+def test_report_counts_what_was_shown_and_clicked(cli_store, tmp_path) -> None:
+    store, _ = cli_store
+    s = ["--store", str(store)]
+    served = json.loads(runner.invoke(app, ["recommend", "u003", "--k", "3", *s, "--json"]).stdout)
+    shown = [{"user_id": "u003", "item_id": r["id"], "type": "impression", "rec_id": served["rec_id"],
+              "ts": "2026-03-20T10:00:00Z"} for r in served["results"]]
+    click = {**shown[0], "type": "click", "ts": "2026-03-20T10:01:00Z"}
+    events = tmp_path / "online.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [*shown, click]) + "\n")
+    result = runner.invoke(app, ["events", str(events), *s, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["ingested"] == 4, result.output
+
+    report = json.loads(runner.invoke(app, ["report", *s, "--json"]).stdout)
+    feed = next(g for g in report["groups"] if g["surface"] == "feed")
+    assert (feed["lists"], feed["items_shown"], feed["clicks"], feed["ctr"]["value"]) == (1, 3, 1, 1.0)
+    later = json.loads(runner.invoke(app, ["report", "--since", "2026-03-21", *s, "--json"]).stdout)
+    assert later["groups"] == []
+    table = runner.invoke(app, ["report", *s])
+    assert table.exit_code == 0 and "verdict: no experiment" in table.output and "│ feed" in table.output
+    bad = runner.invoke(app, ["report", "--since", "last week", *s])
+    assert bad.exit_code == 1 and "--since" in bad.output

@@ -53,6 +53,8 @@ ROUTES = [
     ("catalog", "GET", "/trending?k=3", {}, 200),
     ("catalog", "GET", "/images/tshirt-black", {}, 200),
     ("catalog", "GET", "/metrics", {}, 200),
+    ("catalog", "GET", "/stats", {}, 200),
+    ("catalog", "GET", "/experiments", {}, 200),
     ("personal", "GET", "/users/u001/recommendations?k=3", {}, 200),
     ("personal", "GET", "/users/u001/history?limit=2", {}, 200),
     ("write", "POST", "/items", {"json": []}, 200),
@@ -60,6 +62,9 @@ ROUTES = [
     ("write", "POST", "/events", {"json": []}, 200),
     ("write", "POST", "/users", {"json": []}, 200),
     ("write", "DELETE", "/users/nobody-at-all", {}, 200),
+    # never a valid experiment here: it would change what the shared demo serves other tests
+    ("write", "POST", "/experiments", {"json": {}}, 422),
+    ("write", "POST", "/experiments/no-such-experiment/stop", {}, 404),
 ]
 
 

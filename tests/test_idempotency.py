@@ -99,7 +99,7 @@ def test_an_events_file_of_schema_1_is_upgraded_in_place(tmp_path):
     with store.transaction() as conn:
         fresh, dups = EventStore.new_events(conn, [Event(**event(event_id="e1"))] * 2)
         EventStore.insert_events(conn, fresh)
-    assert dups == 1 and store.conn().execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    assert dups == 1 and store.conn().execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
     with pytest.raises(sqlite3.IntegrityError):  # the log itself refuses a second e1
         with store.transaction() as conn:
             EventStore.insert_events(conn, fresh)

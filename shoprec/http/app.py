@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, service: Shoprec | None = None)
     app = FastAPI(title="shoprec", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
-    app.state.metrics = HttpMetrics(_index_size(service))
+    app.state.metrics = HttpMetrics(_index_size(service), lambda: service.engine.online.counters())
 
     errors.install(app)
     contract.install(app, settings)

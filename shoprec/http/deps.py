@@ -24,6 +24,10 @@ MAX_K = 1000
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")]
 ItemId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's item id.")]
 UserId = Annotated[str, PathParam(min_length=1, max_length=256, description="The shop's user id.")]
+#: Who the list is for, on answers that are not about a user: their A/B variant serves it and their
+#: clicks on it are credited to it (an anonymous answer is variant 'default', any shopper's click counts).
+Shopper = Annotated[str | None, Query(alias="user_id", min_length=1, max_length=256,
+                                      description="The shopper the list is shown to (A/B assignment, credit).")]
 
 
 async def service(request: Request) -> Shoprec:

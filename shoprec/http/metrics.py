@@ -6,18 +6,59 @@ so one label per endpoint, not one per item id; unmatched paths share the label 
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Latency buckets (seconds) spanning a cached ANN lookup to a batch upsert that encodes images.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+#: Online counters (shoprec/online/stats.py ``counters``) and their help texts.
+_ONLINE = {
+    "lists_served": "Ranked answers served (each a rec_id).",
+    "lists_with_impressions": "Served lists with at least one impression.",
+    "impressions": "Items of served lists reported shown (impression events).",
+    "clicks": "Clicks credited to a served list.",
+    "carts": "Add-to-carts credited to a served list.",
+    "purchases": "Purchases credited to a served list.",
+    "revenue": "Revenue (price x quantity) of purchases credited to a served list.",
+}
+
+OnlineCounters = Callable[[], list[tuple[str, str, str, str, float]]]
+
+
+class OnlineCollector(Collector):
+    """Online counters by experiment, surface and variant, read from the event log at scrape time,
+    so they equal GET /stats and survive restarts (a forget can lower them: a counter reset)."""
+
+    def __init__(self, read: OnlineCounters) -> None:
+        self.read = read
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time only: registering must not query the database
+
+    def collect(self) -> Iterator[Metric]:
+        families = {name: CounterMetricFamily(f"shoprec_rec_{name}", help_, labels=["experiment", "surface", "variant"])
+                    for name, help_ in _ONLINE.items()}
+        try:
+            rows = self.read()
+        except Exception:  # noqa: BLE001 - an events database fault must not break the whole scrape
+            logging.getLogger("shoprec.http").exception("online counters not read")
+            rows = []
+        for name, experiment, surface, variant, value in rows:
+            if name in families:
+                families[name].add_metric([experiment, surface, variant], value)
+        yield from families.values()
+
+
 class HttpMetrics:
-    def __init__(self, index_size: Callable[[], float]) -> None:
+    def __init__(self, index_size: Callable[[], float], online: OnlineCounters | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("shoprec_http_requests", "HTTP requests by route template and status.",
                                 ["method", "route", "status"], registry=self.registry)
@@ -32,6 +73,8 @@ class HttpMetrics:
         self.index_items = Gauge("shoprec_index_items", "Items in the vector store (read at scrape time).",
                                  registry=self.registry)
         self.index_items.set_function(index_size)
+        if online is not None:
+            self.registry.register(OnlineCollector(online))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

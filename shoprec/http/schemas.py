@@ -10,16 +10,16 @@ from pydantic import BaseModel, Field, field_validator
 from shoprec.bounds import printable
 from shoprec.catalog import Product
 from shoprec.recommend.events import Event
-from shoprec.results import Recommendation, image_url
+from shoprec.results import Served, image_url
 
 #: Catalog fields returned by GET /items/{id}; indexer bookkeeping (hashes, server paths) stays in.
 PUBLIC_ITEM_FIELDS = tuple(Product.model_fields)
 
 
-class Results(BaseModel):
-    """Ranked products; every one carries id, score, title, category, price, image_url and reason."""
-
-    results: list[Recommendation]
+class Results(Served):
+    """Ranked products as served; every one carries id, score, title, category, price, image_url,
+    reason and position. Events that name the ``rec_id`` (impression, click, cart, purchase) are
+    credited to this answer; ``experiment``/``variant`` say which A/B variant served it."""
 
 
 class FieldError(BaseModel):
@@ -65,6 +65,7 @@ class EventsReport(BaseModel):
     duplicates: int = Field(0, description="Events skipped because their event_id was already ingested "
                                            "(or repeated in this batch): counted once, not an error.")
     errors: list[BatchError]
+    attributed: int = Field(0, description="Clicks, carts and purchases credited to a served list (rec_id).")
 
 
 #: An item id as a body sends it: the same bounds as in a path. A constrained ``str`` also makes

@@ -26,10 +26,12 @@ from ..errors import UnknownItem
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
 from ..lazy import is_built, lazy
+from ..online.measurement import OnlineMeasurement
+from ..online.tracking import ServedList
 from ..results import Recommendation
 from . import reasons, visual
 from .event_store import EventStore
-from .events import Event, EventError, EventRow, IngestReport, read_events
+from .events import TRACKING_TYPES, Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
 from .filters import narrowed
 from .ledger import PrefixHasher, ingested_lines
@@ -96,6 +98,11 @@ class RecommendEngine:
         return EventStore(self._events_path, min_free_mb=self.settings.min_free_mb)
 
     @lazy
+    def online(self) -> OnlineMeasurement:
+        """Served lists, impressions, attribution and experiments (shoprec/online/)."""
+        return OnlineMeasurement(self.events, self.settings)
+
+    @lazy
     def space(self) -> serving_space.SpaceChoice:
         return serving_space.resolve(self.settings.profile_vector, Path(self.settings.store), self.store)
 
@@ -133,7 +140,7 @@ class RecommendEngine:
     def open(self) -> None:
         """Build every part now: a server opens its events database (and learns the serving
         space) at start-up, so a fault there is one line then, not an error on a request."""
-        for part in ("events", "space", "popularity", "feed", "segments", "ranked"):
+        for part in ("events", "online", "space", "popularity", "feed", "segments", "ranked"):
             getattr(self, part)
 
     def close(self) -> None:
@@ -141,6 +148,8 @@ class RecommendEngine:
         model beside it), then close the events database (if it was opened)."""
         if self._training is not None:
             self._training.join()
+        if is_built(self, "online"):
+            self.online.close()  # flushes served lists still queued for the database
         if is_built(self, "events"):
             self.events.close()
 
@@ -239,13 +248,19 @@ class RecommendEngine:
             good: list[EventRow] = []
             for row in batch:
                 (report.errors.append if isinstance(row, EventError) else good.append)(row)
-            ids = list(dict.fromkeys(r.event.item_id for r in good))
+            # Impressions name an item of a served list (checked against the list, not the store:
+            # an item may leave the catalog after it was shown).
+            ids = list(dict.fromkeys(r.event.item_id for r in good if r.event.type not in TRACKING_TYPES))
             hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])} if ids else {}
+            lists = self.online.lists(self.events.conn(), [r.event for r in good])
             accepted: list[Event] = []
             # The newest event is the engine's clock: one from the future would skew it for all.
             latest = time.time() + _MAX_CLOCK_SKEW_S
             for r in good:
-                if r.event.item_id not in hits:
+                why = self.online.problem(r.event, lists)
+                if why is not None:
+                    report.errors.append(EventError(r.line, why, r.event.item_id))
+                elif r.event.item_id not in hits and r.event.type not in TRACKING_TYPES:
                     report.errors.append(EventError(r.line, "unknown item (not in the catalog)", r.event.item_id))
                 elif r.event.epoch > latest:
                     report.errors.append(EventError(r.line, f"timestamp {r.event.ts.isoformat()} is in the future",
@@ -253,28 +268,33 @@ class RecommendEngine:
                 else:
                     accepted.append(r.event)
             checkpoints = hasher.through(batch[-1].line) if hasher is not None else []
-            applied = self._apply(accepted, hits, checkpoints)
+            applied = self._apply(accepted, hits, checkpoints, lists)
             if applied is None:  # another run ingested this part of the file meanwhile
                 report.skipped_lines += len(batch)
                 report.errors = [e for e in report.errors if e not in batch]
                 continue
             report.ingested += applied[0]
             report.duplicates += applied[1]
+            report.attributed += applied[2]
         report.errors.sort(key=lambda e: e.line)
         return report
 
-    def _apply(self, events: Sequence[Event], hits: dict[str, Hit],
-               checkpoints: Sequence[tuple[int, str]] = ()) -> tuple[int, int] | None:
+    def _apply(self, events: Sequence[Event], hits: dict[str, Hit], checkpoints: Sequence[tuple[int, str]] = (),
+               lists: dict[str, ServedList] | None = None) -> tuple[int, int, int] | None:
         """Store and fold in the events not already stored (by event_id), with the file
-        checkpoints that cover them, in one transaction. (ingested, duplicates); None if the
-        last checkpoint was already recorded (the batch was ingested by another run)."""
+        checkpoints that cover them, in one transaction; impressions and the credits of clicks,
+        carts and purchases to served lists go to the online tables in the same transaction.
+        (ingested, duplicates, credited); None if the last checkpoint was already recorded (the
+        batch was ingested by another run)."""
         if not events and not checkpoints:
-            return 0, 0
+            return 0, 0, 0
         with self._behaviour_lock, self.ranked.lock:
             with self.events.transaction() as conn:
                 if checkpoints and EventStore.has_prefix(conn, checkpoints[-1][1]):
                     return None
-                fresh, duplicates = EventStore.new_events(conn, events)
+                tracked, duplicates = EventStore.new_events(conn, events)
+                credited = self.online.record(conn, tracked, lists or {}) if tracked else 0
+                fresh = [e for e in tracked if e.type not in TRACKING_TYPES]  # behaviour only
                 pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
                             for e in fresh]
                 if fresh:
@@ -292,7 +312,7 @@ class RecommendEngine:
                 self._applied_in_transaction = True
         if fresh:
             self._maybe_retrain(len(fresh))
-        return len(fresh), duplicates
+        return len(tracked), duplicates, credited
 
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
@@ -341,6 +361,7 @@ class RecommendEngine:
         with self._behaviour_lock:
             with self.events.transaction() as conn:
                 removed = conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)).fetchone()[0]
+                self.online.forget(conn, user_id)
                 items = EventStore.delete_user(conn, user_id)
                 self.segments.forget(conn, user_id)
                 self.popularity.recount(conn, items)
@@ -445,14 +466,17 @@ class RecommendEngine:
     # ------------------------------------------------------------------ personalised feed
     def recommend_user(self, user_id: str, k: int = 10, context_item: str | None = None,
                        exclude_purchased: bool = False, flt: ItemFilter | None = None,
-                       mmr: float | None = None, as_of: float | None = None) -> list[Recommendation]:
+                       mmr: float | None = None, as_of: float | None = None, ranker: str | None = None,
+                       candidates: int | None = None) -> list[Recommendation]:
         """A user's feed. A user with history gets the ranked multi-source feed (ranked_feed.py);
         whether their purchases come back is the ranker's call unless ``exclude_purchased``. A
         user without history gets items like ``context_item`` if given, else what their segment
         buys (registration attributes), else trending, then new arrivals.
 
         ``as_of`` (epoch seconds): the feed as it would have been at that moment — the user's
-        history, popularity and co-purchases cut there (evaluation of past visits; audits)."""
+        history, popularity and co-purchases cut there (evaluation of past visits; audits).
+
+        ``ranker`` and ``candidates``: an A/B variant's overrides (see RankedFeed.recommend)."""
         _check_k(k)
         diversity = self._diversity(mmr)
         ctx = self._item(context_item, with_vectors=True) if context_item else None
@@ -461,7 +485,8 @@ class RecommendEngine:
             exclude += [i for i, t, _ in self.events.user_items(user_id) if t == "purchase"]
         if ctx is None or self.ranked.has_history(user_id):
             out = self.ranked.recommend(user_id, k, exclude, flt, self._now() if as_of is None else as_of,
-                                        diversity, context=ctx.item_id if ctx is not None else None, as_of=as_of)
+                                        diversity, context=ctx.item_id if ctx is not None else None, as_of=as_of,
+                                        ranker=ranker, candidates=candidates)
             if len(out) < k:  # a young shop or a narrow filter: the newest items fill the feed
                 rest = narrowed(flt, exclude=[*exclude, *self._disliked(user_id), *(r.id for r in out)])
                 out += self.feed.new_arrivals(k - len(out), rest) if rest is not None else []

@@ -12,6 +12,10 @@ Tables:
   ingested_prefixes  sha256 of events files' first N lines already ingested (see ledger.py),
             written in the same transaction as those lines' events
   idempotency        first answers of HTTP writes by Idempotency-Key (see http/idempotency.py)
+  recs      every ranked answer served: rec_id, surface, experiment/variant, user, items in order
+  impressions        items of served lists that were shown (``impression`` events: never behaviour)
+  attributions       clicks, carts and purchases credited to a served list (see online/attribution.py)
+  experiments        A/B experiments: variants, traffic shares, state, promoted winner
 
 Co-occurrence and user-kNN live in memory as sparse matrices built from ``events``
 (see cf.py): at this scale that is cheaper and exact, and forgetting a user is a rebuild.
@@ -32,9 +36,10 @@ from .. import storage
 from ..bounds import STORED
 from .events import Event
 
-SCHEMA_VERSION = 2
-#: Versions this code upgrades in place (1 -> 2: events.event_id).
-_UPGRADES_FROM = (1,)
+SCHEMA_VERSION = 3
+#: Versions this code upgrades in place (1 -> 2: events.event_id; 2 -> 3: events.rec_id and the
+#: online-measurement tables, which CREATE ... IF NOT EXISTS adds).
+_UPGRADES_FROM = (1, 2)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -47,7 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
     basket TEXT NOT NULL,
     price REAL,
     quantity INTEGER,
-    event_id TEXT
+    event_id TEXT,
+    rec_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_user ON events(user_id, ts);
 CREATE INDEX IF NOT EXISTS events_item ON events(item_id);
@@ -77,6 +83,51 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_at ON idempotency(at);
+CREATE TABLE IF NOT EXISTS recs (
+    rec_id TEXT PRIMARY KEY,
+    user_id TEXT,
+    surface TEXT NOT NULL,
+    experiment TEXT,
+    variant TEXT,
+    served_at REAL NOT NULL,
+    items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recs_user ON recs(user_id);
+CREATE TABLE IF NOT EXISTS impressions (
+    id INTEGER PRIMARY KEY,
+    rec_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    event_id TEXT
+);
+CREATE INDEX IF NOT EXISTS impressions_rec ON impressions(rec_id);
+CREATE INDEX IF NOT EXISTS impressions_user ON impressions(user_id);
+CREATE UNIQUE INDEX IF NOT EXISTS impressions_event_id ON impressions(event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attributions (
+    id INTEGER PRIMARY KEY,
+    rec_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts REAL NOT NULL,
+    position INTEGER NOT NULL,
+    price REAL,
+    quantity INTEGER,
+    basket TEXT NOT NULL,
+    direct INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attributions_rec ON attributions(rec_id);
+CREATE INDEX IF NOT EXISTS attributions_user_item ON attributions(user_id, item_id, ts);
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    stopped_at REAL,
+    winner TEXT
+);
 """
 
 #: After the upgrade (the column must exist first on files of schema 1).
@@ -98,6 +149,7 @@ def _row_to_event(row: sqlite3.Row) -> Event:
         "user_id": row["user_id"], "item_id": row["item_id"], "type": row["type"],
         "ts": datetime.fromtimestamp(row["ts"], tz=timezone.utc), "session_id": row["session_id"],
         "price": row["price"], "quantity": row["quantity"], "event_id": row["event_id"],
+        "rec_id": row["rec_id"],
     }, context=STORED)
 
 
@@ -134,8 +186,11 @@ class EventStore:
 
     @staticmethod
     def _upgrade(conn: sqlite3.Connection) -> None:
-        """Schema 1 -> 2: events gain the optional event_id (existing rows have none)."""
+        """Schema 1 -> 2: events gain the optional event_id; 2 -> 3: the optional rec_id (existing
+        rows have neither; the online tables were created empty by the schema script)."""
         columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        if "rec_id" not in columns:
+            conn.execute("ALTER TABLE events ADD COLUMN rec_id TEXT")
         if "event_id" not in columns:
             conn.execute("ALTER TABLE events ADD COLUMN event_id TEXT")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
@@ -195,10 +250,10 @@ class EventStore:
     @staticmethod
     def insert_events(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
         conn.executemany(
-            "INSERT INTO events (user_id, item_id, type, ts, session_id, basket, price, quantity, event_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(e.user_id, e.item_id, e.type, e.epoch, e.session_id, e.basket(), e.price, e.quantity, e.event_id)
-             for e in events],
+            "INSERT INTO events (user_id, item_id, type, ts, session_id, basket, price, quantity, event_id, rec_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.user_id, e.item_id, e.type, e.epoch, e.session_id, e.basket(), e.price, e.quantity, e.event_id,
+              e.rec_id) for e in events],
         )
 
     @staticmethod
@@ -210,7 +265,9 @@ class EventStore:
         seen: set[str] = set()
         for part in chunks(ids):
             marks = ",".join("?" * len(part))
-            seen.update(r[0] for r in conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", part))
+            for table in ("events", "impressions"):  # one id space: an impression is an event too
+                seen.update(r[0] for r in conn.execute(
+                    f"SELECT event_id FROM {table} WHERE event_id IN ({marks})", part))
         fresh: list[Event] = []
         for e in events:
             if e.event_id is not None:
@@ -259,9 +316,11 @@ class EventStore:
 
     @staticmethod
     def delete_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
-        """Delete a user's events; the items they touched (to recount)."""
+        """Delete a user's events, the lists served to them and every impression and attribution
+        of theirs; the items their events touched (to recount)."""
         items = [r[0] for r in conn.execute("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,))]
-        conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
+        for table in ("events", "impressions", "attributions", "recs"):
+            conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
         return items
 
     def scan(self, columns: str = "user_id, item_id, type, basket, ts, quantity") -> Iterator[sqlite3.Row]:

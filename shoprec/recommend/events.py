@@ -1,9 +1,12 @@
 """The behaviour-event format (shoprec's public contract) and a reader that never loses good lines.
 
 An event is a JSONL object or CSV record with ``user_id``, ``item_id``, ``type`` (one of
-``view``, ``click``, ``cart``, ``purchase``, ``dislike``), ``ts`` (ISO 8601; a naive time is
-taken as UTC) and optional ``session_id``, ``price``, ``quantity`` and ``event_id`` (the
-sender's id of the event: a repeat is skipped, so a retried or re-sent event counts once). Ids
+``view``, ``click``, ``cart``, ``purchase``, ``dislike``, ``impression``), ``ts`` (ISO 8601; a
+naive time is taken as UTC) and optional ``session_id``, ``price``, ``quantity``, ``event_id``
+(the sender's id of the event: a repeat is skipped, so a retried or re-sent event counts once)
+and ``rec_id`` (the recommendation list the event came from, as every ranked answer names it).
+An ``impression`` says item ``item_id`` of list ``rec_id`` was shown: it needs the ``rec_id``,
+and it is never interest (it feeds online measurement only, see shoprec/online/). Ids
 and quantities are bounded (``InputBounds``) and must be valid Unicode. Each bad line becomes an
 ``EventError`` naming its line and reason; every other line is yielded as an ``EventRow``.
 Whether the item exists is checked later, against the store, when the event is ingested.
@@ -24,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from shoprec.bounds import InputBounds, bounds_of, check_text, error_message, printable
 
-EventType = Literal["view", "click", "cart", "purchase", "dislike"]
+EventType = Literal["view", "click", "cart", "purchase", "dislike", "impression"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+#: Event types that only measure recommendations: never stored as behaviour, never interest.
+TRACKING_TYPES = ("impression",)
 #: Event types that put items in a basket: the evidence for "bought together".
 BASKET_TYPES = ("cart", "purchase")
 
@@ -41,8 +46,10 @@ class Event(BaseModel):
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     quantity: int | None = Field(None, ge=1)
     event_id: str | None = Field(None, min_length=1)
+    rec_id: str | None = Field(None, min_length=1, description="The recommendation list (rec_id of a ranked "
+                               "answer) this event came from; required for an impression.", validate_default=True)
 
-    @field_validator("user_id", "item_id", "session_id", "event_id", mode="before")
+    @field_validator("user_id", "item_id", "session_id", "event_id", "rec_id", mode="before")
     @classmethod
     def _ids_from_numbers(cls, v: Any) -> Any:
         # Numeric ids in JSON are still ids (customer numbers); booleans are not.
@@ -50,7 +57,7 @@ class Event(BaseModel):
             return str(v)
         return v
 
-    @field_validator("user_id", "item_id", "session_id", "event_id")
+    @field_validator("user_id", "item_id", "session_id", "event_id", "rec_id")
     @classmethod
     def _bounded_ids(cls, v: str | None, info: ValidationInfo) -> str | None:
         bounds = bounds_of(info)
@@ -92,6 +99,13 @@ class Event(BaseModel):
     def _aware(cls, v: datetime) -> datetime:
         return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v
 
+    @field_validator("rec_id")
+    @classmethod
+    def _impression_names_its_list(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None and info.data.get("type") == "impression":
+            raise ValueError("an impression needs the rec_id of the list that was shown")
+        return v
+
     @property
     def epoch(self) -> float:
         return self.ts.timestamp()
@@ -132,6 +146,8 @@ class IngestReport:
     duplicates: int = 0
     #: File lines skipped because this file's content up to there was ingested before.
     skipped_lines: int = 0
+    #: Clicks, carts and purchases credited to a served list (see shoprec/online/attribution.py).
+    attributed: int = 0
 
 
 def _describe(err: ValidationError) -> str:

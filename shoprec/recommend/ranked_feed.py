@@ -62,6 +62,7 @@ class RankedFeed:
         self.ranker_dir = settings.ranker_dir or Path(settings.store) / "ranker"
         self._pipeline: RankingPipeline | None = None
         self._ranker: Ranker | None = None
+        self._learned: tuple[LearnedRanker | None] | None = None  # for A/B variants that ask for it
         self._allowed_ids: frozenset[str] | None = None
         self._allowed: tuple[int, np.ndarray] | None = None
         self._lock = threading.RLock()
@@ -229,6 +230,23 @@ class RankedFeed:
                     self._ranker, self.ranker_note = self.blend(), f"hand-tuned blend: {why}"
             return self._ranker
 
+    def ranker_for(self, choice: str | None) -> Ranker:
+        """The ranker an A/B variant asks for (shoprec/online/experiments.py): None or 'auto' is
+        the serving one; 'learned' falls back to the blend where no model serves; 'popular' is the
+        cold blend (best sellers, no personal signal) for everyone."""
+        if choice in (None, "auto"):
+            return self.ranker()
+        if choice == "blend":
+            return self.blend()
+        if choice == "popular":
+            return BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
+        if choice == "learned":
+            with self._lock:
+                if self._learned is None:
+                    self._learned = (LearnedRanker.load(self.ranker_dir),)
+                return self._learned[0] or self.blend()
+        raise ValueError(f"unknown ranker {choice!r}: auto, blend, learned or popular")
+
     def blend(self) -> BlendRanker:
         """The hand-tuned blend; the live session's pull follows ``session_weight``."""
         return BlendRanker({**BLEND_WEIGHTS, "sim_session": 3.0 * self.settings.session_weight})
@@ -254,6 +272,7 @@ class RankedFeed:
             save_card(self.ranker_dir, report.card)
         with self._lock:
             self._ranker = None
+            self._learned = None
             self._generation += 1
         return report
 
@@ -270,10 +289,13 @@ class RankedFeed:
 
     def recommend(self, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
                   now: float, diversity: float = 0.0, context: str | None = None,
-                  as_of: float | None = None) -> list[Recommendation]:
-        """``as_of``: rank with everything cut at that moment (see RecommendEngine.recommend_user)."""
+                  as_of: float | None = None, ranker: str | None = None,
+                  candidates: int | None = None) -> list[Recommendation]:
+        """``as_of``: rank with everything cut at that moment (see RecommendEngine.recommend_user).
+        ``ranker`` and ``candidates``: an A/B variant's choice of ranker (``ranker_for``) and of
+        how many candidates it scores (default ``max(200, 20 k)``)."""
         p = self.pipeline()
-        key = (user_id, k, tuple(sorted(exclude)), repr(flt), diversity, context)
+        key = (user_id, k, tuple(sorted(exclude)), repr(flt), diversity, context, ranker, candidates)
         self._notice_other_writers()
         with self._lock:
             stamp = (self._generation, self._user_generation.get(user_id, 0))
@@ -283,13 +305,14 @@ class RankedFeed:
                     and time.monotonic() - cached[2] < self.settings.feed_cache_ttl_s:
                 return list(cached[3])
         with _single_threaded_blas():
-            out = self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of)
+            out = self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of, ranker, candidates)
         if as_of is None:
             self.feeds.put(key, (*stamp, time.monotonic(), list(out)))
         return out
 
     def _recommend(self, p: RankingPipeline, user_id: str, k: int, exclude: Sequence[str], flt: ItemFilter | None,
-                   now: float, diversity: float, context: str | None, as_of: float | None) -> list[Recommendation]:
+                   now: float, diversity: float, context: str | None, as_of: float | None,
+                   choice: str | None = None, candidates: int | None = None) -> list[Recommendation]:
         with self._lock:
             allowed = self._allowed_mask(p.table)
         excluded = {p.table.pos[i] for i in exclude if i in p.table.pos}
@@ -297,9 +320,13 @@ class RankedFeed:
         # The learned ranker knows shoppers with history; a newcomer is ranked by the cold blend
         # (long-run best sellers, their segment's favourites, new arrivals).
         history = p.log.history(user_id, before=as_of).positive()
-        ranker = self.ranker() if not history.empty else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
+        ranker = self.ranker_for(choice) if not history.empty else BlendRanker(COLD_BLEND_WEIGHTS, "cold-blend")
+        limits = None
+        if candidates:  # an A/B variant's pool: every source's share scaled to about that many
+            total = sum(p.settings.limits.values())
+            limits = {n: max(1, round(v * candidates / total)) for n, v in p.settings.limits.items()}
         ranked = p.rank(user_id, now, max(200, 20 * k), ranker, allowed=allowed, exclude=excluded,
-                        context_item=ctx_code, cut=as_of)
+                        context_item=ctx_code, cut=as_of, limits=limits)
         if diversity > 0 and len(ranked) > k:
             pool = ranked[: max(4 * k, 50)]
             scores = np.array([r.score for r in pool])

@@ -1,5 +1,6 @@
 // shoprec storefront: plain JS over the HTTP API, no build step.
-// Hash routes (#/, #/search/QUERY, #/item/ID, #/user/ID) keep every view linkable and testable.
+// Hash routes (#/, #/search/QUERY, #/item/ID, #/user/ID, #/dashboard[/SURFACE]) keep every view
+// linkable and testable; the dashboard lives in dashboard.js.
 // All catalog text goes in through textContent, never innerHTML: product data is not trusted.
 "use strict";
 
@@ -219,6 +220,7 @@ async function route() {
   window.scrollTo(0, 0);
   if (name === "item" && arg) await itemView(arg);
   else if (name === "user" && arg) await userView(arg);
+  else if (name === "dashboard") await dashboardView(arg || "all");
   else if (name === "search" && arg) {
     document.getElementById("q").value = arg;
     await searchView(arg, null);

@@ -28,6 +28,10 @@ def _field_of(reason: str) -> str | None:
         return "item_id"
     if "timestamp" in reason:
         return "ts"
+    if "rec_id" in reason or reason.startswith("list "):
+        return "rec_id"
+    if "was not in list" in reason:
+        return "item_id"
     return None
 
 
@@ -37,7 +41,7 @@ def _field_of(reason: str) -> str | None:
                                       "event was accepted."))
 def ingest_events(
     events: Annotated[list[Any], Body(description="Events in the event format (user_id, item_id, type, ts, "
-                                                  "session_id?, price?, quantity?, event_id?).",
+                                                  "session_id?, price?, quantity?, event_id?, rec_id?).",
                                       examples=[_EXAMPLE])],
     svc: Service,
     stats: Metrics,
@@ -54,16 +58,17 @@ def ingest_events(
 
     def work() -> tuple[int, dict[str, Any]]:
         batch = validate_entries(Event, events, "item_id", settings.max_batch_items, bounds.context())
-        ingested = duplicates = 0
+        ingested = duplicates = attributed = 0
         errors = list(batch.errors)
         if batch.models:
             report = svc.ingest_events(batch.models)
-            ingested, duplicates = report.ingested, report.duplicates
+            ingested, duplicates, attributed = report.ingested, report.duplicates, report.attributed
             errors += [BatchError(index=batch.position_of(e.line), id=e.item_id, field=_field_of(e.reason),
                                   message=e.reason) for e in report.errors]
         stats.events_ingested.inc(ingested)
         stats.events_rejected.inc(len({e.index for e in errors}))
-        body = EventsReport(ingested=ingested, duplicates=duplicates, errors=sorted(errors, key=lambda e: e.index))
+        body = EventsReport(ingested=ingested, duplicates=duplicates, attributed=attributed,
+                            errors=sorted(errors, key=lambda e: e.index))
         status = 422 if ingested == 0 and duplicates == 0 and errors else 200
         return status, body.model_dump(mode="json")
 

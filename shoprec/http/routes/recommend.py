@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from shoprec.http.auth import READ
 from shoprec.http.contract import JSON_BODY_ERRORS, errors
-from shoprec.http.deps import Filter, ItemId, K, Service
+from shoprec.http.deps import Filter, ItemId, K, Service, Shopper
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import CartRequest, Results
 
@@ -30,10 +30,12 @@ def similar(
     modality: Annotated[Modality, Query(description="Which vector to compare: joint (text+photo), "
                                                     "text, image (the photo alone, colour mixed in) or colour (the photo's colours alone).")] = "joint",
     mmr: Annotated[float | None, Query(ge=0, le=1, description="Diversity 0..1 (MMR); default from settings.")] = None,
+    user_id: Shopper = None,
 ) -> Results:
     """Products most like this one."""
     try:
-        return Results(results=svc.similar(item_id, k=k, modality=modality, flt=flt, mmr=mmr))
+        return Results.model_validate(svc.serve("similar", user_id, lambda o: svc.similar(
+            item_id, k=k, modality=modality, flt=flt, mmr=mmr, overrides=o)), from_attributes=True)
     except ValueError as err:
         # k, modality and mmr are validated above; what is left is an item without this vector
         # (modality=image for an item indexed without a photo): a valid question about something
@@ -48,9 +50,11 @@ def complementary(
     flt: Filter,
     svc: Service,
     k: K = 10,
+    user_id: Shopper = None,
 ) -> Results:
     """What goes with this item: bought together, then complementary categories by content."""
-    return Results(results=svc.complementary([item_id], k=k, flt=flt))
+    return Results.model_validate(svc.serve("complementary", user_id, lambda o: svc.complementary(
+        [item_id], k=k, flt=flt)), from_attributes=True)
 
 
 @router.post("/cart/complementary", response_model=Results, dependencies=READ,
@@ -60,9 +64,11 @@ def cart_complementary(
     flt: Filter,
     svc: Service,
     k: K = 10,
+    user_id: Shopper = None,
 ) -> Results:
     """What completes a cart (never the cart's items themselves)."""
-    return Results(results=svc.complementary(cart.item_ids, k=k, flt=flt))
+    return Results.model_validate(svc.serve("cart", user_id, lambda o: svc.complementary(
+        cart.item_ids, k=k, flt=flt)), from_attributes=True)
 
 
 @router.get("/trending", response_model=Results, dependencies=READ, responses=errors(422))
@@ -70,9 +76,11 @@ def trending(
     flt: Filter,
     svc: Service,
     k: K = 10,
+    user_id: Shopper = None,
 ) -> Results:
     """What an anonymous visitor sees: the most popular items now, then new arrivals.
 
     Nothing personal, so it is as open as the catalog (a storefront can show it without a key).
     """
-    return Results(results=svc.trending(k=k, flt=flt))
+    return Results.model_validate(svc.serve("trending", user_id, lambda o: svc.trending(k=k, flt=flt)),
+                                  from_attributes=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from shoprec.http.auth import READ
 from shoprec.http.contract import errors
-from shoprec.http.deps import Filter, HttpSettings, K, Service
+from shoprec.http.deps import Filter, HttpSettings, K, Service, Shopper
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import Results
 from shoprec.images import ImageError
@@ -47,6 +47,7 @@ def search(
     q: Annotated[str | None, Form(max_length=1000, description="Text query, any language.")] = None,
     image: Annotated[UploadFile | None, File(description="A photo to find products like.")] = None,
     k: K = 10,
+    user_id: Shopper = None,
 ) -> Results:
     """Search by words and/or a photo; the ranked lists are fused by rank.
 
@@ -57,6 +58,7 @@ def search(
     if text is None and data is None:
         raise ApiError(422, "give a text query q, an image, or both", field="q", location="body")
     try:
-        return Results(results=svc.search(text=text, image=data, k=k, flt=flt))
+        return Results.model_validate(svc.serve("search", user_id, lambda o: svc.search(
+            text=text, image=data, k=k, flt=flt)), from_attributes=True)
     except ImageError as err:
         raise ApiError(422, f"image: {err}", field="image", location="body") from err

@@ -34,8 +34,9 @@ def recommendations(
 ) -> Results:
     """A user's feed. Users without history get a cold start (like context_item, else what their
     segment buys, else trending)."""
-    return Results(results=svc.recommend(user_id, k=k, context_item=context_item or None,
-                                         exclude_purchased=exclude_purchased, flt=flt))
+    return Results.model_validate(svc.serve("feed", user_id, lambda o: svc.recommend(
+        user_id, k=k, context_item=context_item or None, exclude_purchased=exclude_purchased, flt=flt,
+        overrides=o)), from_attributes=True)
 
 
 @router.get("/users/{user_id}/history", response_model=History, dependencies=PERSONAL, responses=errors(422))

@@ -112,17 +112,18 @@ class RankingPipeline:
                                co.scores, co.shoppers_like, self.settings.new_arrival_days,
                                self.settings.cf_neighbours)
 
-    def candidates(self, ctx: UserContext, sources: Sequence[CandidateSource]
-                   ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-        codes, by_source = generate(sources, ctx, self.settings.limits)
+    def candidates(self, ctx: UserContext, sources: Sequence[CandidateSource],
+                   limits: Mapping[str, int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        codes, by_source = generate(sources, ctx, limits or self.settings.limits)
         return codes, by_source, features.build(ctx, codes, by_source)
 
     def rank(self, user_id: str, now: float, k: int, ranker: Ranker, allowed: np.ndarray | None = None,
              exclude: set[int] | None = None, explain: bool = False, context_item: int | None = None,
-             cut: float | None = None) -> list[Ranked]:
-        """``cut``: rank as of that moment (history, popularity and co-purchase before it)."""
+             cut: float | None = None, limits: Mapping[str, int] | None = None) -> list[Ranked]:
+        """``cut``: rank as of that moment (history, popularity and co-purchase before it).
+        ``limits``: candidates per source [default: the settings']."""
         ctx = self.context(user_id, now, allowed, cut=cut, context_item=context_item)
-        codes, by_source, x = self.candidates(ctx, self.sources(allowed, cut=cut))
+        codes, by_source, x = self.candidates(ctx, self.sources(allowed, cut=cut), limits)
         if exclude:
             keep = ~np.isin(codes, list(exclude))
             codes, x = codes[keep], x[keep]

@@ -1,0 +1,132 @@
+"""Every ranked answer served, kept so later events can name it by ``rec_id``.
+
+A served list is (rec_id, user, surface, experiment, variant, items in order). Writing it on the
+request path would cost each answer a synchronous SQLite commit (fsync), so answers only append
+to a buffer and a background thread writes the buffer about once a second; an ingest, a forget,
+the stats and shutdown write it first (inside their own transaction), so no event ever refers
+to a list that is not on disk. A crash can lose the last second of served lists: events naming
+them are then refused as naming an unknown rec_id, never credited to the wrong list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..storage import StoreError
+from .experiments import Assignment
+
+if TYPE_CHECKING:  # the recommend package imports this one: no import cycle at run time
+    from ..recommend.event_store import EventStore
+
+#: SQLite caps bound parameters per statement; stay well under the oldest default (999).
+_CHUNK = 500
+
+log = logging.getLogger("shoprec.online")
+
+
+@dataclass(frozen=True)
+class ServedList:
+    rec_id: str
+    user_id: str | None
+    surface: str
+    experiment: str | None
+    variant: str
+    served_at: float
+    items: tuple[str, ...]
+
+    def position(self, item_id: str) -> int | None:
+        """1-based position of ``item_id`` in the list (None: it was not in it)."""
+        try:
+            return self.items.index(item_id) + 1
+        except ValueError:
+            return None
+
+
+class Tracker:
+    def __init__(self, events: "EventStore", flush_every_s: float = 1.0) -> None:
+        self.events = events
+        self.flush_every_s = flush_every_s
+        self._pending: dict[str, ServedList] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, surface: str, user_id: str | None, assignment: Assignment,
+               item_ids: Sequence[str]) -> ServedList:
+        served = ServedList(uuid.uuid4().hex, user_id, surface, assignment.experiment, assignment.variant,
+                            time.time(), tuple(item_ids))
+        with self._lock:
+            self._pending[served.rec_id] = served
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shoprec-served-lists", daemon=True)
+                self._thread.start()
+        return served
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_every_s):
+            try:
+                self.flush()
+            except StoreError as err:  # a full disk: keep serving, say why lists are missing
+                log.warning("served lists not recorded: %s", err)
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad write
+                log.exception("served lists not recorded")
+
+    def flush(self, conn: sqlite3.Connection | None = None) -> None:
+        """Write pending lists. With ``conn`` (a caller's open transaction) they are written
+        there but stay pending, so a rollback of that transaction loses none; without, they
+        are written in a transaction of their own and leave the buffer once it committed."""
+        if conn is not None:
+            self._write(conn)
+            return
+        with self._lock:
+            if not self._pending:
+                return
+        with self.events.transaction() as own:
+            written = self._write(own)
+        with self._lock:
+            for rec_id in written:
+                self._pending.pop(rec_id, None)
+
+    def _write(self, conn: sqlite3.Connection) -> list[str]:
+        # Read the buffer inside the transaction: a forget (which holds the write lock while it
+        # deletes a user's lists) cannot interleave and see its user's list written after it.
+        with self._lock:
+            batch = list(self._pending.values())
+        conn.executemany("INSERT OR IGNORE INTO recs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [(s.rec_id, s.user_id, s.surface, s.experiment, s.variant, s.served_at,
+                           json.dumps(s.items)) for s in batch])
+        return [s.rec_id for s in batch]
+
+    def forget(self, user_id: str) -> None:
+        """Drop a user's lists not written yet (the caller deletes the written ones)."""
+        with self._lock:
+            self._pending = {k: s for k, s in self._pending.items() if s.user_id != user_id}
+
+    def lookup(self, conn: sqlite3.Connection, rec_ids: Iterable[str]) -> dict[str, ServedList]:
+        """The served lists of these ids that exist (pending or written)."""
+        ids = list(dict.fromkeys(rec_ids))
+        with self._lock:
+            out = {i: self._pending[i] for i in ids if i in self._pending}
+        rest = [i for i in ids if i not in out]
+        for start in range(0, len(rest), _CHUNK):
+            part = rest[start:start + _CHUNK]
+            marks = ",".join("?" * len(part))
+            for r in conn.execute(f"SELECT rec_id, user_id, surface, experiment, variant, served_at, items"
+                                  f" FROM recs WHERE rec_id IN ({marks})", part):
+                out[r[0]] = ServedList(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])))
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()

@@ -212,6 +212,7 @@ def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
 
 
 def _read_csv(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | RowError]:
+    """CSV, or tab-separated when the file is ``.tsv`` (it was accepted but split on commas)."""
     good_lines: list[str] = []
     line_numbers: list[int] = []
     bad: list[RowError] = []
@@ -224,7 +225,8 @@ def _read_csv(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | R
     yield from bad
     if not good_lines:
         return
-    reader = csv.DictReader(io.StringIO("".join(good_lines)))
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO("".join(good_lines)), delimiter=delimiter)
     for record in reader:
         # line_num counts physical lines read so far; map back to the file's numbering.
         number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
@@ -247,4 +249,4 @@ def read_catalog(path: Path, bounds: InputBounds | None = None) -> Iterator[Cata
         return _read_jsonl(path, bounds)
     if suffix in (".csv", ".tsv"):
         return _read_csv(path, bounds)
-    raise ValueError(f"unsupported catalog format {suffix!r} for {path}: use .jsonl or .csv")
+    raise ValueError(f"unsupported catalog format {suffix!r} for {path}: use .jsonl, .csv or .tsv")

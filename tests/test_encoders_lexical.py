@@ -97,3 +97,18 @@ def test_vectors_have_sorted_unique_indices_and_unit_query_weights(lexical: Lexi
 def test_fit_sets_average_length() -> None:
     encoder = LexicalEncoder().fit(["cotton shirt", "red silk dress long"])
     assert encoder.avg_len == pytest.approx(3.0)
+
+
+def test_a_text_is_segmented_once_and_its_tokens_are_not_shared(monkeypatch):
+    from shoprec.encoders.lexical import LexicalEncoder
+
+    encoder = LexicalEncoder()
+    calls = []
+    real = encoder._segment
+    monkeypatch.setattr(encoder, "_segment", lambda text, mode: calls.append(text) or real(text, mode))
+    first = encoder.tokens("夏季纯棉T恤男款")
+    first.append("mutated")  # a caller's list is its own
+    assert encoder.tokens("夏季纯棉T恤男款") == ["夏季", "纯棉", "t恤", "男款"]
+    assert len(calls) == 1
+    encoder.tokens("夏季纯棉T恤男款", "exact")  # another mode is another segmentation
+    assert len(calls) == 2

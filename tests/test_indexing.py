@@ -205,3 +205,17 @@ def test_remote_images_over_http(shop: Path, tmp_path: Path, monkeypatch) -> Non
     stored = {h.item_id: h for h in service.store.retrieve(["r1", "r2"], with_vectors=True)}
     assert "image" in stored["r1"].vectors and "image" not in stored["r2"].vectors
     service.close()
+
+
+def test_a_tsv_catalog_is_split_on_tabs(tmp_path):
+    from shoprec.catalog import CatalogRow, read_catalog
+
+    path = tmp_path / "catalog.tsv"
+    path.write_text("id\ttitle\tcategory\tprice\n"
+                    "tee-1\tBlack tee, cotton\tT恤\t19.5\n"
+                    "tee-2\t白色T恤\tT恤\tnot-a-price\n", encoding="utf-8")
+    rows = list(read_catalog(path))
+    good = [r for r in rows if isinstance(r, CatalogRow)]
+    assert [(r.product.id, r.product.title, r.product.price) for r in good] == [("tee-1", "Black tee, cotton", 19.5)]
+    (bad,) = [r for r in rows if not isinstance(r, CatalogRow)]
+    assert bad.line == 3 and "price" in bad.reason

@@ -162,7 +162,6 @@ class ProductEmbedder:
                     given = colours[row] if colours is not None else None
                     vectors["colour"] = given if given is not None else self.colour.encode([images[row]])[0]
             payload = product.payload()
-            payload["title_segmented"] = self.lexical.segmented(product.title)
             if row in visual_by_row and image_paths[row]:
                 payload["image_path"] = image_paths[row]
             if joint is not None:

@@ -311,9 +311,6 @@ class EventStore:
         )
         return [(r["item_id"], r["type"], r["ts"]) for r in rows]
 
-    def has_user(self, user_id: str) -> bool:
-        return self.conn().execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is not None
-
     @staticmethod
     def delete_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
         """Delete a user's events, the lists served to them and every impression and attribution

@@ -264,7 +264,7 @@ def events(
             _fail(str(err))
         if as_json:
             typer.echo(json.dumps({"ingested": report.ingested, "skipped_lines": report.skipped_lines,
-                                   "duplicates": report.duplicates,
+                                   "duplicates": report.duplicates, "attributed": report.attributed,
                                    "errors": [{"line": e.line, "reason": e.reason} for e in report.errors]}))
         else:
             console.print(f"{report.ingested} events ingested, {len(report.errors)} rejected")
@@ -272,6 +272,8 @@ def events(
                 console.print(f"{report.skipped_lines} lines skipped: this file was ingested up to there before")
             if report.duplicates:
                 console.print(f"{report.duplicates} events skipped: their event_id was already ingested")
+            if report.attributed:
+                console.print(f"{report.attributed} clicks, carts or purchases credited to a recommendation")
             for err in report.errors[:10]:
                 err_console.print(f"  [yellow]line {err.line}: {escape(err.reason)}[/yellow]")
 

@@ -108,6 +108,7 @@ def test_report_counts_what_was_shown_and_clicked(cli_store, tmp_path) -> None:
     events.write_text("\n".join(json.dumps(e) for e in [*shown, click]) + "\n")
     result = runner.invoke(app, ["events", str(events), *s, "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["ingested"] == 4, result.output
+    assert json.loads(result.stdout)["attributed"] == 1  # the click names the list it came from
 
     report = json.loads(runner.invoke(app, ["report", *s, "--json"]).stdout)
     feed = next(g for g in report["groups"] if g["surface"] == "feed")

@@ -44,7 +44,8 @@ function lineChart(spec, days, variants, rows) {
   };
   const all = [];
   for (const d of days) for (const v of variants) { const x = value(d, v); if (x !== null) all.push(x); }
-  const peak = Math.max(...all, spec.rate ? 0.0001 : 1) * 1.1;
+  // an all-zero rate gets a 1% axis, not one whose ticks all round to "0.01%"
+  const peak = Math.max(...all, spec.rate ? 0.01 : 1) * 1.1;
   const top = spec.rate ? Math.min(1, peak) : peak;  // a rate's axis never passes 100%
   const fmt = spec.rate ? pct : spec.format;
   const xAt = (i) => L + (days.length === 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (days.length - 1));

@@ -19,34 +19,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from .. import storage
-
-from .store import (
-    WithVectors,
-    check_weighted_parts,
-    vector_names,
-    SPARSE_VECTOR,
-    Hit,
-    ItemFilter,
-    ItemPoint,
-    SparseVec,
-    check_dense_dims,
-    check_point_vectors,
-    dense_vectors,
-    dims_mismatch,
-    fetch_fields,
-    point_id,
-    restrict_payload,
-    stored_payload,
-)
+from .store import SPARSE_VECTOR, check_dense_dims, dims_mismatch
+from .store_base import FilterBuilder, StoreBase
 
 _INDEXES: dict[str, qe.PayloadSchemaType] = {
     "category": qe.PayloadSchemaType.Keyword,
@@ -54,33 +36,32 @@ _INDEXES: dict[str, qe.PayloadSchemaType] = {
     "in_stock": qe.PayloadSchemaType.Integer,
     "item_id": qe.PayloadSchemaType.Keyword,
 }
-_UPSERT_CHUNK = 1000
 
 
-def edge_filter(flt: ItemFilter | None) -> qe.Filter | None:
-    """ItemFilter -> Edge Filter; None when nothing constrains (cheaper than an empty filter)."""
-    if flt is None:
-        return None
-    must: list[Any] = []
-    if flt.categories:
-        must.append(qe.FieldCondition("category", match=qe.MatchAny(list(flt.categories))))
-    if flt.min_price is not None or flt.max_price is not None:
-        must.append(qe.FieldCondition("price", range=qe.RangeFloat(
-            gte=None if flt.min_price is None else float(flt.min_price),
-            lte=None if flt.max_price is None else float(flt.max_price))))
-    if flt.in_stock is not None:
-        must.append(qe.FieldCondition("in_stock", match=qe.MatchValue(1 if flt.in_stock else 0)))
-    excluded = {point_id(i) for i in flt.exclude_ids}
-    must_not = [qe.HasIdCondition(excluded)] if excluded else None
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not)
+class _EdgeFilters(FilterBuilder):
+    """store_base.FilterBuilder's conditions as qdrant_edge classes."""
+
+    def match_any(self, key: str, values: list[str]) -> Any:
+        return qe.FieldCondition(key, match=qe.MatchAny(values))
+
+    def float_range(self, key: str, gte: float | None, lte: float | None) -> Any:
+        return qe.FieldCondition(key, range=qe.RangeFloat(gte=gte, lte=lte))
+
+    def match_value(self, key: str, value: int) -> Any:
+        return qe.FieldCondition(key, match=qe.MatchValue(value))
+
+    def has_ids(self, ids: set[str]) -> Any:
+        return qe.HasIdCondition(ids)
+
+    def combine(self, must: list[Any] | None, must_not: list[Any] | None) -> qe.Filter:
+        return qe.Filter(must=must, must_not=must_not)
 
 
-class EdgeStore:
+class EdgeStore(StoreBase):
     """VectorStore on an in-process Qdrant Edge shard (see module docstring for its quirks)."""
 
-    scroll_batch: int = 256
+    write_chunk = 1000
+    filters = _EdgeFilters()
 
     def __init__(self, path: Path, collection: str = "products", *,
                  indexing_threshold_kb: int | None = None, hnsw_ef: int | None = None,
@@ -192,186 +173,99 @@ class EdgeStore:
                 self._shard.close()
                 self._shard = None
 
-    # --- writes ---------------------------------------------------------------------------
+    # --- primitives for StoreBase ----------------------------------------------------------
 
-    def _to_point(self, p: ItemPoint, dims: dict[str, int]) -> qe.Point:
-        vector: dict[str, Any] = dict(check_point_vectors(p, dims))
-        if p.sparse is not None and p.sparse.indices:
-            vector[SPARSE_VECTOR] = qe.SparseVector([int(i) for i in p.sparse.indices],
-                                                    [float(v) for v in p.sparse.values])
-        return qe.Point(point_id(p.item_id), vector, stored_payload(p))
+    def _ready_dims(self) -> dict[str, int]:
+        self._ready()
+        return self._dims or {}
+
+    def _known_dims(self) -> dict[str, int]:
+        return self._dims or {}
+
+    def _sparse(self, indices: list[int], values: list[float]) -> qe.SparseVector:
+        return qe.SparseVector(indices, values)
+
+    def _point(self, pid: str, vectors: dict[str, Any], payload: dict[str, Any]) -> qe.Point:
+        return qe.Point(pid, vectors, payload)
 
     @contextmanager
-    def _writing(self, action: str) -> Iterator[qe.EdgeShard]:
-        """The shard under the write lock, after the disk-space check; flushed on success."""
+    def _writing(self, action: str) -> Iterator[dict[str, int]]:
+        """Holds the write lock, checks disk space first, yields the dims; flushes the shard on success."""
         with self._write:
             shard = self._ready()
             storage.ensure_space(self.path, self.min_free_mb, action)
             try:
-                yield shard
+                yield self._dims or {}
                 shard.flush()
             except Exception as err:  # Edge raises a bare Exception; OS faults become StoreErrors
                 raise storage.translate(err, self.path, action) from err
 
-    def upsert(self, points: Sequence[ItemPoint]) -> None:
-        """Insert or wholly replace points (vectors a point lacks are gone afterwards)."""
-        if not points:
-            return
-        with self._writing("write items") as shard:
-            dims = self._dims or {}
-            for start in range(0, len(points), _UPSERT_CHUNK):
-                chunk = [self._to_point(p, dims) for p in points[start:start + _UPSERT_CHUNK]]
-                shard.update(qe.UpdateOperation.upsert_points(chunk))
+    def _upsert_chunk(self, points: list[qe.Point]) -> None:
+        self._ready().update(qe.UpdateOperation.upsert_points(points))
 
-    def update_vectors(self, updates: Sequence[tuple[str, dict[str, np.ndarray]]]) -> None:
-        if not updates:
-            return
-        with self._writing("write vectors") as shard:
-            dims = self._dims or {}
-            ops = [qe.PointVectors(point_id(item_id), check_point_vectors(ItemPoint(item_id, vectors, {}), dims))
-                   for item_id, vectors in updates]
-            shard.update(qe.UpdateOperation.update_vectors(ops))
+    def _update_vectors_chunk(self, updates: list[tuple[str, dict[str, list[float]]]]) -> None:
+        self._ready().update(qe.UpdateOperation.update_vectors([qe.PointVectors(pid, v) for pid, v in updates]))
 
-    def set_payload(self, item_ids: Sequence[str], payload: dict[str, Any]) -> None:
-        if not item_ids:
-            return
-        with self._writing("write payloads") as shard:
-            shard.update(qe.UpdateOperation.set_payload([point_id(i) for i in item_ids], payload))
+    def _set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
+        self._ready().update(qe.UpdateOperation.set_payload(ids, payload))
 
-    def delete(self, item_ids: Sequence[str]) -> None:
-        if not item_ids:
-            return
-        with self._writing("delete items") as shard:
-            shard.update(qe.UpdateOperation.delete_points([point_id(i) for i in item_ids]))
+    def _delete(self, ids: list[str]) -> None:
+        self._ready().update(qe.UpdateOperation.delete_points(ids))
+
+    def _retrieve(self, ids: list[str], names: list[str]) -> list[Any]:
+        return self._ready().retrieve(ids, with_payload=True, with_vector=names or False)
+
+    def _params(self) -> qe.SearchParams | None:
+        return qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
+
+    def _dense_query(self, name: str, vector: list[float], negatives: list[list[float]]) -> dict[str, Any]:
+        if negatives:
+            rec = qe.RecommendQuery(positives=[vector], negatives=negatives)
+            return {"query": qe.Query.RecommendBestScore(rec, using=name), "params": self._params()}
+        return {"query": qe.Query.Nearest(vector, using=name), "params": self._params()}
+
+    def _sparse_query(self, vector: qe.SparseVector) -> dict[str, Any]:
+        return {"query": qe.Query.Nearest(vector, using=SPARSE_VECTOR)}
+
+    def _prefetch(self, name: str, vector: list[float], limit: int, flt: Any, inner: list[Any] | None) -> Any:
+        # hnsw_ef matters where HNSW is searched: the lead (the others rescore its candidates)
+        return qe.Prefetch(limit=limit, query=qe.Query.Nearest(vector, using=name), filter=flt,
+                           prefetches=inner, params=None if inner else self._params())
+
+    def _formula_query(self, prefetches: list[Any], terms: list[tuple[float, str]],
+                       defaults: dict[str, float]) -> dict[str, Any]:
+        E = qe.Expression
+        total = E.Sum([E.Mult([E.Constant(w), E.Variable(var)]) for w, var in terms])
+        return {"prefetches": prefetches, "query": qe.Formula(total, defaults=defaults)}
+
+    @staticmethod
+    def _payload_selector(want: list[str] | None) -> Any:
+        return True if want is None else qe.PayloadSelector.Include(want)
+
+    def _query(self, request: dict[str, Any], limit: int, flt: Any, want: list[str] | None,
+               names: list[str]) -> list[Any]:
+        return self._ready().query(qe.QueryRequest(limit=limit, filter=flt, with_payload=self._payload_selector(want),
+                                                   with_vector=names or False, **request))
+
+    def _query_batch(self, name: str, vectors: list[list[float]], limit: int,
+                     want: list[str] | None) -> list[list[Any]]:
+        selector, params = self._payload_selector(want), self._params()
+        requests = [qe.QueryRequest(limit=limit, params=params, with_payload=selector, with_vector=False,
+                                    query=qe.Query.Nearest(v, using=name)) for v in vectors]
+        return self._ready().query_batch(qe.QueryBatchRequest(requests))
+
+    def _scroll_page(self, offset: Any, flt: Any, want: list[str] | None, names: list[str]) -> tuple[list[Any], Any]:
+        return self._ready().scroll(qe.ScrollRequest(offset=offset, limit=self.scroll_batch, filter=flt,
+                                                     with_payload=self._payload_selector(want),
+                                                     with_vector=names or False))
+
+    def _count(self, flt: Any) -> int:
+        return int(self._ready().count(qe.CountRequest(exact=True, filter=flt)))
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _hit(self, rec: Any, vector_names: Sequence[str] = (), fields: Sequence[str] | None = None) -> Hit:
-        payload = rec.payload or {}
-        item_id = str(payload.get("item_id", rec.id))
-        score = float(getattr(rec, "score", 0.0) or 0.0)  # Records (retrieve/scroll) have none
-        return Hit(item_id, score, restrict_payload(payload, fields), dense_vectors(rec.vector, vector_names))
-
-    def _vector_names(self, with_vectors: WithVectors) -> list[str]:
-        return vector_names(with_vectors, self._dims or {})
-
-    def retrieve(self, item_ids: Sequence[str], with_vectors: WithVectors = False) -> list[Hit]:
-        if not item_ids:
-            return []
-        names = self._vector_names(with_vectors)
-        recs = self._ready().retrieve([point_id(i) for i in item_ids], with_payload=True,
-                                      with_vector=names or False)
-        by_id = {str(r.id): r for r in recs}
-        return [self._hit(by_id[pid], names) for pid in map(point_id, item_ids) if pid in by_id]
-
-    def search(
-        self,
-        vector_name: str,
-        vector: np.ndarray,
-        k: int,
-        flt: ItemFilter | None = None,
-        negatives: Sequence[np.ndarray] = (),
-        with_vectors: WithVectors = False,
-        fields: Sequence[str] | None = None,
-    ) -> list[Hit]:
-        shard = self._ready()
-        dims = self._dims or {}
-        if vector_name not in dims:
-            raise ValueError(f"unknown dense vector '{vector_name}' (have {sorted(dims)})")
-        if k <= 0:
-            return []
-        q = np.asarray(vector, dtype=np.float32).ravel().tolist()
-        if negatives:
-            negs = [np.asarray(n, dtype=np.float32).ravel().tolist() for n in negatives]
-            query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives=[q], negatives=negs), using=vector_name)
-        else:
-            query = qe.Query.Nearest(q, using=vector_name)
-        names = self._vector_names(with_vectors)
-        want = fetch_fields(fields)
-        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
-        res = shard.query(qe.QueryRequest(limit=int(k), query=query, filter=edge_filter(flt), params=params,
-                                          with_payload=True if want is None else qe.PayloadSelector.Include(want), with_vector=names or False))
-        return [self._hit(r, names, fields) for r in res]
-
-    def search_weighted(self, parts: Sequence[tuple[str, np.ndarray, float]], k: int, candidates: int,
-                        flt: ItemFilter | None = None, with_vectors: WithVectors = False,
-                        fields: Sequence[str] | None = None) -> list[Hit]:
-        shard = self._ready()
-        checked = check_weighted_parts(parts, self._dims or {})
-        if k <= 0:
-            return []
-        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
-        limit = max(int(candidates), int(k))
-        edge_flt = edge_filter(flt)
-        lead_name, lead_vector, _ = checked[0]
-
-        def lead() -> qe.Prefetch:
-            return qe.Prefetch(limit=limit, query=qe.Query.Nearest(lead_vector, using=lead_name),
-                               filter=edge_flt, params=params)
-
-        prefetches = [lead()] + [qe.Prefetch(limit=limit, prefetches=[lead()], query=qe.Query.Nearest(v, using=n))
-                                 for n, v, _ in checked[1:]]
-        E = qe.Expression
-        formula = qe.Formula(E.Sum([E.Mult([E.Constant(w), E.Variable(f"$score[{i}]")])
-                                    for i, (_, _, w) in enumerate(checked)]),
-                             defaults={f"$score[{i}]": 0.0 for i in range(len(checked))})
-        names = self._vector_names(with_vectors)
-        want = fetch_fields(fields)
-        res = shard.query(qe.QueryRequest(limit=int(k), prefetches=prefetches, query=formula,
-                                          with_payload=True if want is None else qe.PayloadSelector.Include(want),
-                                          with_vector=names or False))
-        return [self._hit(r, names, fields) for r in res]
-
     def dense_dims(self) -> dict[str, int] | None:
         return dict(self._dims) if self._dims is not None else None
-
-    def search_many(self, vector_name: str, vectors: Sequence[np.ndarray], k: int,
-                    fields: Sequence[str] | None = None) -> list[list[Hit]]:
-        shard = self._ready()
-        if vector_name not in (self._dims or {}):
-            raise ValueError(f"unknown dense vector '{vector_name}' (have {sorted(self._dims or {})})")
-        if k <= 0 or len(vectors) == 0:
-            return [[] for _ in vectors]
-        want = fetch_fields(fields)
-        with_payload: Any = True if want is None else qe.PayloadSelector.Include(want)
-        params = qe.SearchParams(hnsw_ef=int(self.hnsw_ef)) if self.hnsw_ef else None
-        requests = [qe.QueryRequest(limit=int(k), params=params, with_payload=with_payload, with_vector=False,
-                                    query=qe.Query.Nearest(np.asarray(v, dtype=np.float32).ravel().tolist(),
-                                                           using=vector_name))
-                    for v in vectors]
-        batch = shard.query_batch(qe.QueryBatchRequest(requests))
-        if fields is not None and not fields:  # ids and scores only: skip the general conversion
-            return [[Hit(str(r.payload.get("item_id", r.id)), float(r.score)) for r in res] for res in batch]
-        return [[self._hit(r, (), fields) for r in res] for res in batch]
-
-    def search_sparse(self, vector: SparseVec, k: int, flt: ItemFilter | None = None) -> list[Hit]:
-        """BM25-style: stored TF weights times the IDF Edge keeps per term (Modifier.Idf)."""
-        shard = self._ready()
-        if k <= 0 or not vector.indices:
-            return []
-        sv = qe.SparseVector([int(i) for i in vector.indices], [float(v) for v in vector.values])
-        res = shard.query(qe.QueryRequest(limit=int(k), query=qe.Query.Nearest(sv, using=SPARSE_VECTOR),
-                                                  filter=edge_filter(flt), with_payload=True))
-        return [self._hit(r) for r in res]
-
-    def scroll(self, flt: ItemFilter | None = None, fields: Sequence[str] | None = None,
-               with_vectors: WithVectors = False) -> Iterator[Hit]:
-        names = self._vector_names(with_vectors)
-        want = fetch_fields(fields)
-        with_payload: Any = True if want is None else qe.PayloadSelector.Include(want)
-        edge_flt = edge_filter(flt)
-        offset: Any = None
-        while True:
-            recs, offset = self._ready().scroll(qe.ScrollRequest(
-                offset=offset, limit=self.scroll_batch, filter=edge_flt,
-                with_payload=with_payload, with_vector=names or False))
-            for r in recs:
-                yield self._hit(r, names, fields)
-            if offset is None or not recs:
-                return
-
-    def count(self, flt: ItemFilter | None = None) -> int:
-        return int(self._ready().count(qe.CountRequest(exact=True, filter=edge_filter(flt))))
 
     def points_count(self) -> int:
         return int(self._ready().info().points_count)  # ~10 us; an exact count() takes ~1 ms at 17k

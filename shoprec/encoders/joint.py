@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -33,19 +34,97 @@ _META_FILE = "space.json"
 _FORMAT_VERSION = 1
 
 
+#: Retrain the catalog-aligned space once the catalog has grown by this factor since the last fit.
+RETRAIN_GROWTH = 1.25
+#: ``metrics`` of a pretrained (CLIP) space: it saw more pairs than any catalog, and is never retrained.
+PRETRAINED_METRICS: dict[str, Any] = {"n_train": 10**9, "kind": "pretrained"}
+
+
 @runtime_checkable
 class JointSpace(Protocol):
-    """What the indexer and recommenders use: texts or images in, unit joint vectors out."""
+    """What the indexer, embedder and recommenders use, whichever space the settings name.
+
+    Texts or images in, unit joint vectors out; plus what indexing needs to know about the
+    space itself (its version, whether it learns from the catalog) so no caller has to ask
+    which class it holds.
+    """
 
     kind: JointKind
     dim: int
+    #: True when the space learns from the catalog's (text, photo) pairs (``fit_catalog``).
+    trainable: bool
 
     @property
     def is_fitted(self) -> bool: ...
 
+    @property
+    def version(self) -> str | None:
+        """What a stored joint vector came from: a stored vector with another version is stale.
+        None while the space is not fitted (no joint vector can be made yet)."""
+        ...
+
+    #: How the space was trained (``n_train``, ``n_heldout``, held-out recall...).
+    metrics: dict[str, Any]
+
+    def needs_training(self, catalog_size: int) -> bool:
+        """Whether a catalog of ``catalog_size`` items should (re)fit the space now."""
+        ...
+
+    def fit_catalog(self, text_vecs: np.ndarray, image_vecs: np.ndarray, path: str | Path) -> "JointSpace":
+        """The space fitted on these row-aligned frozen (text, photo) vector pairs and saved at
+        ``path`` (saved heads are reused when trained on exactly these pairs). A space that does
+        not learn from the catalog returns itself."""
+        ...
+
+    def item_vectors(self, text_vecs: np.ndarray, image_vecs: np.ndarray, has_image: np.ndarray,
+                     texts: Sequence[str] | None = None,
+                     images: Sequence[Image.Image | None] | None = None) -> np.ndarray:
+        """Items' joint vectors: the normalised sum of each item's text and photo in the space.
+
+        ``text_vecs``/``image_vecs`` are the frozen encoders' vectors (``image_vecs`` rows are
+        ignored where ``has_image`` is False); ``texts``/``images`` are the raw inputs, which a
+        space with its own towers (CLIP) needs and the catalog-aligned one ignores.
+        """
+        ...
+
+    def query_text(self, text: str, text_vec: np.ndarray) -> np.ndarray:
+        """One text query (raw, and its frozen text vector) -> a unit joint vector ``(dim,)``."""
+        ...
+
+    def query_image(self, image: Image.Image, image_vec: np.ndarray) -> np.ndarray:
+        """One photo query (raw, and its frozen image vector) -> a unit joint vector ``(dim,)``."""
+        ...
+
     def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SavedSpace:
+    """What the space ``build_joint`` would return says about itself, told from the settings and
+    the saved card (``space.json``) alone: no torch, no encoder, no heads loaded. The fast path
+    of re-indexing an unchanged catalog runs on this."""
+
+    #: As ``JointSpace.version``; None when ``build_joint`` would start an unfitted space.
+    version: str | None
+    metrics: dict[str, Any] | None
+    #: Pairs the space was fitted on; None for a space that never retrains.
+    trained_on: int | None
+
+    def needs_training(self, catalog_size: int) -> bool:
+        """As ``JointSpace.needs_training`` of the space this card describes."""
+        if self.trained_on is None:
+            return False
+        return self.version is None or _due(catalog_size, self.trained_on)
+
+
+def _due(catalog_size: int, trained_on: int) -> bool:
+    return catalog_size >= RETRAIN_GROWTH * max(trained_on, 1)
+
+
+def _trained_on(metrics: dict[str, Any]) -> int:
+    return int(metrics.get("n_train", 0)) + int(metrics.get("n_heldout", 0))
 
 
 def joint_kind(name: str) -> JointKind:
@@ -59,20 +138,23 @@ def joint_kind(name: str) -> JointKind:
     )
 
 
-def build_joint(settings: Any, path: str | Path | None = None) -> "CatalogAlignedSpace | ClipSpace":
+def build_joint(settings: Any, path: str | Path | None = None) -> JointSpace:
     """The joint space the settings name.
 
     For ``catalog-aligned`` this loads the heads saved at ``path`` when they were trained on the
-    same text/image encoders, and otherwise returns an unfitted space for the indexer to ``fit``.
+    same text/image encoders, and otherwise returns an unfitted space for the indexer to fit.
     """
-    kind = joint_kind(settings.joint_encoder)
-    if kind == "clip":
-        return ClipSpace(settings.joint_encoder)
-    if path is not None and (Path(path) / _META_FILE).is_file():
-        space = CatalogAlignedSpace.load(path)
-        if (space.text_encoder, space.image_encoder) == (settings.text_encoder, settings.image_encoder):
-            return space
-    return CatalogAlignedSpace(settings.text_encoder, settings.image_encoder)
+    return _space_class(settings).build(settings, path)
+
+
+def saved_space(settings: Any, path: str | Path) -> SavedSpace | None:
+    """The card of the space ``build_joint(settings, path)`` would return, without building it;
+    None when its card cannot be read (the caller should then assume work is due)."""
+    return _space_class(settings).saved(settings, path)
+
+
+def _space_class(settings: Any) -> "type[CatalogAlignedSpace] | type[ClipSpace]":
+    return ClipSpace if joint_kind(settings.joint_encoder) == "clip" else CatalogAlignedSpace
 
 
 # --- retrieval metric --------------------------------------------------------------------------
@@ -124,6 +206,7 @@ class CatalogAlignedSpace:
     """Projection heads over frozen text and image vectors, trained with symmetric InfoNCE."""
 
     kind: JointKind = "catalog-aligned"
+    trainable = True
 
     def __init__(self, text_encoder: str = "", image_encoder: str = "", dim: int = 256,
                  hidden: int | None = None) -> None:
@@ -150,6 +233,62 @@ class CatalogAlignedSpace:
     @property
     def is_fitted(self) -> bool:
         return self._text_head is not None
+
+    @property
+    def version(self) -> str | None:
+        """The training fingerprint: new heads make every stored joint vector stale."""
+        return self.fingerprint if self.is_fitted else None
+
+    @classmethod
+    def build(cls, settings: Any, path: str | Path | None) -> "CatalogAlignedSpace":
+        """The heads saved at ``path`` when trained on the settings' encoders, else an unfitted space."""
+        if path is not None and (Path(path) / _META_FILE).is_file():
+            space = cls.load(path)
+            if (space.text_encoder, space.image_encoder) == (settings.text_encoder, settings.image_encoder):
+                return space
+        return cls(settings.text_encoder, settings.image_encoder)
+
+    @classmethod
+    def saved(cls, settings: Any, path: str | Path) -> SavedSpace | None:
+        """``build``'s space told from ``space.json`` alone (no torch)."""
+        try:
+            meta = cls.read_meta(path)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("kind") != "catalog-aligned" or \
+                (meta.get("text_encoder"), meta.get("image_encoder")) != (settings.text_encoder,
+                                                                          settings.image_encoder):
+            return SavedSpace(None, None, 0)  # build would start an unfitted space: it needs training
+        metrics = meta.get("metrics") or {}
+        return SavedSpace(meta.get("fingerprint"), dict(metrics), _trained_on(metrics))
+
+    def needs_training(self, catalog_size: int) -> bool:
+        """Unfitted, or the catalog grew by ``RETRAIN_GROWTH`` since the heads were trained."""
+        return not self.is_fitted or _due(catalog_size, _trained_on(self.metrics))
+
+    def fit_catalog(self, text_vecs: np.ndarray, image_vecs: np.ndarray, path: str | Path) -> "CatalogAlignedSpace":
+        """``load_or_fit`` for this space's encoders, with ``fit``'s defaults."""
+        space, _ = type(self).load_or_fit(path, text_vecs, image_vecs, self.text_encoder, self.image_encoder)
+        return space
+
+    def item_vectors(self, text_vecs: np.ndarray, image_vecs: np.ndarray, has_image: np.ndarray,
+                     texts: Sequence[str] | None = None,
+                     images: Sequence[Image.Image | None] | None = None) -> np.ndarray:
+        """Projected text plus projected photo (where there is one), normalised; from the frozen
+        vectors alone, so stored items get joint vectors without re-encoding."""
+        joint = self.project_text(text_vecs)
+        has_image = np.asarray(has_image, dtype=bool)
+        if has_image.any():
+            joint[has_image] = joint[has_image] + self.project_image(np.asarray(image_vecs)[has_image])
+        return l2_normalise(joint)
+
+    def query_text(self, text: str, text_vec: np.ndarray) -> np.ndarray:
+        """The query's frozen text vector projected (no torch for linear heads)."""
+        return self.project_text(np.asarray(text_vec)[None, :])[0]
+
+    def query_image(self, image: Image.Image, image_vec: np.ndarray) -> np.ndarray:
+        """The photo's frozen image vector projected."""
+        return self.project_image(np.asarray(image_vec)[None, :])[0]
 
     def _build(self, text_dim: int, image_dim: int) -> None:
         torch = self._torch
@@ -380,6 +519,7 @@ class ClipSpace:
     """An open_clip model's own joint space: both towers map straight into it."""
 
     kind: JointKind = "clip"
+    trainable = False
 
     def __init__(self, name: str) -> None:
         from .registry import build_image_encoder, build_text_encoder
@@ -388,10 +528,50 @@ class ClipSpace:
         self._text = build_text_encoder(name)
         self._image = build_image_encoder(name)
         self.dim = self._text.dim
+        self.metrics: dict[str, Any] = dict(PRETRAINED_METRICS)
+
+    @classmethod
+    def build(cls, settings: Any, path: str | Path | None = None) -> "ClipSpace":
+        return cls(settings.joint_encoder)
+
+    @classmethod
+    def saved(cls, settings: Any, path: str | Path) -> SavedSpace:
+        """Nothing is saved: the model named in the settings is the space."""
+        return SavedSpace(settings.joint_encoder, dict(PRETRAINED_METRICS), None)
 
     @property
     def is_fitted(self) -> bool:
         return True  # pretrained: nothing to learn from the catalog
+
+    @property
+    def version(self) -> str:
+        """The model's name: another checkpoint makes stored joint vectors stale."""
+        return self.name
+
+    def needs_training(self, catalog_size: int) -> bool:
+        return False
+
+    def fit_catalog(self, text_vecs: np.ndarray, image_vecs: np.ndarray, path: str | Path) -> "ClipSpace":
+        return self
+
+    def item_vectors(self, text_vecs: np.ndarray, image_vecs: np.ndarray, has_image: np.ndarray,
+                     texts: Sequence[str] | None = None,
+                     images: Sequence[Image.Image | None] | None = None) -> np.ndarray:
+        """CLIP's towers over the raw texts and photos (the frozen vectors are not CLIP's)."""
+        if texts is None or images is None:
+            raise ValueError(f"the CLIP joint space {self.name!r} encodes raw texts and photos; it cannot be made "
+                             "from stored text/image vectors (re-index the catalog to refresh joint vectors)")
+        joint = self.encode_texts(list(texts))
+        rows = [int(i) for i in np.flatnonzero(np.asarray(has_image, dtype=bool))]
+        if rows:
+            joint[rows] = joint[rows] + self.encode_images([images[i] for i in rows])
+        return l2_normalise(joint)
+
+    def query_text(self, text: str, text_vec: np.ndarray) -> np.ndarray:
+        return self.encode_texts([text])[0]
+
+    def query_image(self, image: Image.Image, image_vec: np.ndarray) -> np.ndarray:
+        return self.encode_images([image])[0]
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return self._text.encode(texts, batch_size=batch_size)

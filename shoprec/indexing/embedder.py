@@ -25,17 +25,13 @@ from PIL import Image
 
 from shoprec.catalog import Product
 from shoprec.config import Settings
-from shoprec.encoders.base import l2_normalise
 from shoprec.encoders.colour import ColourDescriptor
-from shoprec.encoders.joint import CatalogAlignedSpace, build_joint, joint_kind
+from shoprec.encoders.joint import JointSpace, build_joint, saved_space
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
 from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
 
 log = logging.getLogger("shoprec.encoders")
-
-#: Retrain the catalog-aligned space once the catalog has grown by this factor since the last fit.
-RETRAIN_GROWTH = 1.25
 
 
 def _loaded(kind: str, name: str, build: Any) -> Any:
@@ -72,7 +68,7 @@ class ProductEmbedder:
         return LexicalEncoder(user_dict=user_dict, avg_len=self._lexical_state().get("avg_len"))
 
     @cached_property
-    def joint(self):
+    def joint(self) -> JointSpace:
         return build_joint(self.settings, self.joint_dir)
 
     @property
@@ -82,11 +78,7 @@ class ProductEmbedder:
     @property
     def joint_version(self) -> str | None:
         """Identifies the space a stored joint vector came from; None while none is fitted."""
-        if not self.joint.is_fitted:
-            return None
-        if isinstance(self.joint, CatalogAlignedSpace):
-            return self.joint.fingerprint
-        return self.settings.joint_encoder
+        return self.joint.version
 
     colour = ColourDescriptor()
 
@@ -174,23 +166,12 @@ class ProductEmbedder:
                    visual_by_row: dict[int, np.ndarray]) -> np.ndarray | None:
         if not self.joint.is_fitted:
             return None  # the indexer fits the space after phase 1 and fills joint vectors in then
-        if isinstance(self.joint, CatalogAlignedSpace):
-            image_rows = np.stack([visual_by_row.get(i, np.zeros(self.image_encoder.dim, np.float32))
-                                   for i in range(len(products))])
-            return self.combine(text, image_rows, np.array([i in visual_by_row for i in range(len(products))]))
-        joint_text = self.joint.encode_texts([p.text_for_embedding() for p in products])
-        rows = sorted(visual_by_row)
-        if rows:
-            joint_image = self.joint.encode_images([images[i] for i in rows])
-            joint_text[rows] = joint_text[rows] + joint_image
-        return l2_normalise(joint_text)
-
-    def combine(self, text: np.ndarray, image: np.ndarray, has_image: np.ndarray) -> np.ndarray:
-        """Joint item vector from frozen text/image vectors (catalog-aligned space)."""
-        joint = self.joint.project_text(text)
-        if has_image.any():
-            joint[has_image] = joint[has_image] + self.joint.project_image(image[has_image])
-        return l2_normalise(joint)
+        image_rows = np.zeros((len(products), self.image_encoder.dim), np.float32)
+        for row, vec in visual_by_row.items():
+            image_rows[row] = vec
+        has_image = np.array([i in visual_by_row for i in range(len(products))], dtype=bool)
+        return self.joint.item_vectors(text, image_rows, has_image,
+                                       texts=[p.text_for_embedding() for p in products], images=images)
 
     def joint_vectors(self, hits: Sequence[Hit]) -> np.ndarray:
         """Joint vectors for stored items from their stored text/image vectors (no re-encoding)."""
@@ -198,17 +179,13 @@ class ProductEmbedder:
         has_image = np.array(["image" in h.vectors for h in hits])
         zeros = np.zeros(self.image_encoder.dim, np.float32)
         image = np.stack([h.vectors.get("image", zeros) for h in hits]).astype(np.float32)
-        return self.combine(text, image, has_image)
+        return self.joint.item_vectors(text, image, has_image)
 
     # ------------------------------------------------------------------ the joint space
     def joint_metrics(self) -> dict[str, Any] | None:
-        """How the catalog-aligned space was trained and how it did on held-out pairs; None when
-        no such space is fitted (a CLIP space brings its own training, not checked here)."""
-        if isinstance(self.joint, CatalogAlignedSpace) and self.joint.is_fitted:
-            return dict(self.joint.metrics)
-        if not isinstance(self.joint, CatalogAlignedSpace) and self.joint.is_fitted:
-            return {"n_train": 10**9, "kind": "pretrained"}
-        return None
+        """How the joint space was trained and how it did on held-out pairs (a CLIP space says
+        it is pretrained); None while it is not fitted."""
+        return dict(self.joint.metrics) if self.joint.is_fitted else None
 
     def joint_is_current(self, store: VectorStore) -> bool:
         """Whether the joint phase of indexing has nothing to do: the space ``build_joint`` would
@@ -216,67 +193,39 @@ class ProductEmbedder:
         the space's saved card (``space.json``) and the payloads, without loading torch or an
         encoder, so re-indexing an unchanged catalog takes seconds; False when unsure (the
         indexer then runs the full phase, which decides for itself)."""
-        if joint_kind(self.settings.joint_encoder) == "clip":
-            version: str | None = self.settings.joint_encoder
-        else:
-            try:
-                meta = CatalogAlignedSpace.read_meta(self.joint_dir)
-            except (OSError, ValueError):
-                return False
-            if not isinstance(meta, dict) or meta.get("kind") != "catalog-aligned" or \
-                    (meta.get("text_encoder"), meta.get("image_encoder")) != (self.settings.text_encoder,
-                                                                              self.settings.image_encoder):
-                return False  # build_joint would start an unfitted space: it needs training
-            metrics = meta.get("metrics") or {}
-            trained_on = int(metrics.get("n_train", 0)) + int(metrics.get("n_heldout", 0))
-            if store.count() >= RETRAIN_GROWTH * max(trained_on, 1):  # as joint_needs_training
-                return False
-            version = meta.get("fingerprint")
-        return bool(version) and all(hit.payload.get(JOINT_VERSION_FIELD) == version
-                                     for hit in store.scroll(fields=["item_id", JOINT_VERSION_FIELD]))
+        card = saved_space(self.settings, self.joint_dir)
+        if card is None or not card.version or card.needs_training(store.count()):
+            return False
+        return all(hit.payload.get(JOINT_VERSION_FIELD) == card.version
+                   for hit in store.scroll(fields=["item_id", JOINT_VERSION_FIELD]))
 
     def saved_joint_metrics(self) -> dict[str, Any] | None:
         """``joint_metrics()`` of the saved space, read from its card without loading torch."""
-        if joint_kind(self.settings.joint_encoder) == "clip":
-            return {"n_train": 10**9, "kind": "pretrained"}
-        try:
-            meta = CatalogAlignedSpace.read_meta(self.joint_dir)
-        except (OSError, ValueError):
-            return None
-        return dict(meta.get("metrics") or {}) if isinstance(meta, dict) else None
+        card = saved_space(self.settings, self.joint_dir)
+        return dict(card.metrics) if card is not None and card.metrics is not None else None
 
     def has_lexical_state(self) -> bool:
         return (self.state_dir / "lexical.json").is_file()
 
     def joint_needs_training(self, store: VectorStore) -> bool:
-        if not isinstance(self.joint, CatalogAlignedSpace):
-            return False
-        if not self.joint.is_fitted:
-            return True
-        trained_on = self.joint.metrics.get("n_train", 0) + self.joint.metrics.get("n_heldout", 0)
-        return store.count() >= RETRAIN_GROWTH * max(trained_on, 1)
+        return self.joint.trainable and self.joint.needs_training(store.count())
 
-    def train_joint(self, store: VectorStore, hits: Sequence[Hit]) -> dict[str, Any]:
-        """Fit the catalog-aligned heads on every stored (text, photo) pair and save them."""
+    def train_joint(self, store: VectorStore) -> dict[str, Any]:
+        """Fit the joint space on every (text, photo) pair stored in ``store`` and save it;
+        {} when there are fewer than two pairs."""
+        hits = store.scroll(fields=["item_id"], with_vectors=["text", "image"])
         pairs = [h for h in hits if "image" in h.vectors and "text" in h.vectors]
         if len(pairs) < 2:
             return {}
         text = np.stack([h.vectors["text"] for h in pairs]).astype(np.float32)
         image = np.stack([h.vectors["image"] for h in pairs]).astype(np.float32)
-        space, _ = CatalogAlignedSpace.load_or_fit(self.joint_dir, text, image, self.settings.text_encoder,
-                                                   self.settings.image_encoder)
-        self.joint = space
-        return space.metrics
+        self.joint = self.joint.fit_catalog(text, image, self.joint_dir)
+        return self.joint.metrics
 
     # ------------------------------------------------------------------ queries
     def query_text(self, text: str) -> tuple[np.ndarray, np.ndarray | None, SparseVec]:
         dense = self.text_encoder.encode([text])[0]
-        joint = None
-        if self.joint.is_fitted:
-            if isinstance(self.joint, CatalogAlignedSpace):
-                joint = self.joint.project_text(dense[None, :])[0]
-            else:
-                joint = self.joint.encode_texts([text])[0]
+        joint = self.joint.query_text(text, dense) if self.joint.is_fitted else None
         return dense, joint, self.lexical.encode_query(text)
 
     def query_colour(self, image: Image.Image) -> np.ndarray:
@@ -284,10 +233,5 @@ class ProductEmbedder:
 
     def query_image(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         visual = self.image_encoder.encode([image])[0]
-        joint = None
-        if self.joint.is_fitted:
-            if isinstance(self.joint, CatalogAlignedSpace):
-                joint = self.joint.project_image(visual[None, :])[0]
-            else:
-                joint = self.joint.encode_images([image])[0]
+        joint = self.joint.query_image(image, visual) if self.joint.is_fitted else None
         return visual, joint

@@ -238,8 +238,7 @@ class Indexer:
     def _refresh_joint(self, report: IndexReport, progress: bool, train: bool) -> None:
         """Give every point a joint vector from the current space (no re-encoding)."""
         if train and self.embedder.joint_needs_training(self.store):
-            hits = list(self.store.scroll(fields=["item_id"], with_vectors=["text", "image"]))
-            report.joint_metrics = self.embedder.train_joint(self.store, hits)
+            report.joint_metrics = self.embedder.train_joint(self.store)
         version = self.embedder.joint_version
         if version is None:
             return

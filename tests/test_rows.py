@@ -147,3 +147,36 @@ def test_the_evaluation_reads_events_files_as_the_service_does(tmp_path: Path) -
     with pytest.raises(ValueError, match="line 1: invalid UTF-8"):
         read_interactions(_write(tmp_path / "bytes.jsonl", [b"\xff"]))
     assert isinstance(served[0], Event)
+
+
+def test_a_tsv_events_file_with_a_multi_line_record_is_ingested_once_and_resumed(tmp_path: Path) -> None:
+    import numpy as np
+    from qdrant_client import QdrantClient
+
+    from shoprec.config import Settings
+    from shoprec.indexing.server import ServerStore
+    from shoprec.indexing.store import ItemPoint
+    from shoprec.service import Shoprec
+
+    eye = np.eye(4, dtype=np.float32)
+    store = ServerStore(QdrantClient(":memory:"))
+    store.ensure_collection({"text": 4, "image": 4, "joint": 4})
+    store.upsert([ItemPoint(f"i{n}", {"text": eye[n], "joint": eye[n]},
+                            {"title": f"item {n}", "category": "c", "price": 1.0, "in_stock": True})
+                  for n in range(1, 4)])
+    svc = Shoprec(Settings(store=tmp_path / "store", profile_vector="text"), store=store)
+    try:
+        path = tmp_path / "log.tsv"
+        path.write_bytes(b"user_id\titem_id\ttype\tts\tsession_id\n"
+                         b"u1\ti1\tpurchase\t2024-05-01T10:00:00Z\t\n"
+                         b'u1\ti2\tpurchase\t2024-05-01T10:01:00Z\t"s\n1"\n')   # lines 3-4: one record
+        first = svc.ingest_events_file(path)
+        assert (first.ingested, first.errors) == (2, [])
+        assert svc.ingest_events_file(path).ingested == 0
+        with path.open("ab") as fh:
+            fh.write(b"u1\ti3\tpurchase\t2024-05-01T10:02:00Z\t\n")
+        grown = svc.ingest_events_file(path)
+        assert (grown.ingested, grown.errors) == (1, [])
+        assert sorted(e.item_id for e in svc.history("u1")) == ["i1", "i2", "i3"]
+    finally:
+        svc.close()

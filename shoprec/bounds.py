@@ -111,11 +111,3 @@ def printable(text: str, limit: int = 300) -> str:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[:limit] + "…"
 
-
-def error_message(error: Any) -> str:
-    """A pydantic error's message for people (``error``: one entry of ``ValidationError.errors()``)."""
-    if error.get("type") == "missing":
-        return "missing"
-    if error.get("type") == "string_unicode":
-        return "not valid Unicode text (it contains a lone surrogate such as \\ud800)"
-    return str(error.get("msg", "invalid")).removeprefix("Value error, ")

@@ -8,10 +8,7 @@ its line and reason; every other row is yielded.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from shoprec.bounds import SETTING_OF, InputBounds, bounds_of, check_text, error_message, printable
+from shoprec.bounds import SETTING_OF, InputBounds, bounds_of, check_text, printable
+from shoprec.rows import describe, read_rows, readable_id
 
 
 class Product(BaseModel):
@@ -142,58 +140,20 @@ class CatalogRow:
     product: Product
 
 
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = printable(".".join(str(p) for p in e["loc"]), 80) or "row"
-        parts.append(f"field '{loc}': {error_message(e)}")
-    return "; ".join(parts)
-
-
 def parse_row(raw: Any, line: int, bounds: InputBounds | None = None) -> CatalogRow | RowError:
     if not isinstance(raw, dict):
         return RowError(line, None, f"expected an object, got {type(raw).__name__}")
-    raw_id = raw.get("id")
-    item_id = printable(str(raw_id)) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
     try:
         return CatalogRow(line, Product.model_validate(raw, context=bounds.context() if bounds else None))
     except ValidationError as err:
-        return RowError(line, item_id, _describe(err))
-
-
-def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text or None if not UTF-8, reason) — bad bytes cost one line, not the file."""
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                yield number, raw.decode("utf-8").lstrip("\ufeff") if number == 1 else raw.decode("utf-8"), ""
-            except UnicodeDecodeError as err:
-                yield number, None, f"invalid UTF-8 at byte {err.start}"
-
-
-def _read_jsonl(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | RowError]:
-    for number, text, why in _decode_lines(path):
-        if text is None:
-            yield RowError(number, None, why)
-            continue
-        if not text.strip():
-            continue
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield RowError(number, None, f"invalid JSON: {err.msg} at column {err.colno}")
-            continue
-        yield parse_row(raw, number, bounds)
+        return RowError(line, readable_id(raw, "id"), describe(err, "row"))
 
 
 def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
+    """A CSV record as a JSON row would say it: ``attr.NAME`` columns as ``attributes``, yes/no stock."""
     raw: dict[str, Any] = {}
     attributes: dict[str, str] = {}
     for key, value in record.items():
-        if key is None:
-            raise ValueError("row has more fields than the header")
-        if value is None or value == "":
-            continue
         if key.startswith("attr."):
             attributes[key[5:]] = value
         elif key == "in_stock":
@@ -211,42 +171,10 @@ def _csv_record_to_raw(record: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
-def _read_csv(path: Path, bounds: InputBounds | None) -> Iterator[CatalogRow | RowError]:
-    """CSV, or tab-separated when the file is ``.tsv`` (it was accepted but split on commas)."""
-    good_lines: list[str] = []
-    line_numbers: list[int] = []
-    bad: list[RowError] = []
-    for number, text, why in _decode_lines(path):
-        if text is None:
-            bad.append(RowError(number, None, why))
-        else:
-            good_lines.append(text)
-            line_numbers.append(number)
-    yield from bad
-    if not good_lines:
-        return
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO("".join(good_lines)), delimiter=delimiter)
-    for record in reader:
-        # line_num counts physical lines read so far; map back to the file's numbering.
-        number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
-        try:
-            raw = _csv_record_to_raw(record)
-        except ValueError as err:
-            yield RowError(number, printable(record.get("id") or "") or None, str(err))
-            continue
-        yield parse_row(raw, number, bounds)
-
-
 def read_catalog(path: Path, bounds: InputBounds | None = None) -> Iterator[CatalogRow | RowError]:
-    """Rows of a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV catalog, in file order, each
-    checked against ``bounds`` (default: the environment's settings)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"catalog not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path, bounds)
-    if suffix in (".csv", ".tsv"):
-        return _read_csv(path, bounds)
-    raise ValueError(f"unsupported catalog format {suffix!r} for {path}: use .jsonl, .csv or .tsv")
+    """Rows of a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV/TSV catalog, in file order, each
+    checked against ``bounds`` (default: the environment's settings); see shoprec/rows.py."""
+    return read_rows(path, lambda raw, line: parse_row(raw, line, bounds),
+                     lambda line, reason, item_id: RowError(line, item_id, reason),
+                     name="catalog", id_key="id",
+                     parse_csv=lambda record, line: parse_row(_csv_record_to_raw(record), line, bounds))

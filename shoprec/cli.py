@@ -280,7 +280,7 @@ def events(
 
 @app.command()
 def users(
-    file: Annotated[Path, typer.Argument(help="Users file (.jsonl or .csv): user_id plus attributes such as age, "
+    file: Annotated[Path, typer.Argument(help="Users file (.jsonl, .csv or .tsv): user_id plus attributes such as age, "
                                              "gender, region.")],
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -288,7 +288,10 @@ def users(
     if not file.is_file():
         _fail(f"file not found: {file}")
     with _service(store) as service:
-        stored, errors = service.engine.add_users_file(file)
+        try:
+            stored, errors = service.engine.add_users_file(file)
+        except ValueError as err:  # an unsupported format (.jsonl, .csv or .tsv)
+            _fail(str(err))
         if as_json:
             typer.echo(json.dumps({"stored": stored, "errors": [{"line": e.line, "reason": e.reason} for e in errors]}))
         else:

@@ -6,19 +6,22 @@ small immutable record lets splits and methods share it without copying the raw 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from shoprec.recommend.events import basket_key
+from shoprec.rows import read_rows
 
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
     """One event line of ``events.jsonl``.
 
-    ``session_id`` is the basket: items sharing it were bought together, which is what the
-    bought-together evaluation holds out.
+    ``session_id`` is the basket (as ``shoprec.recommend.events.basket_key`` names it): items
+    sharing it were bought together, which is what the bought-together evaluation holds out.
     """
 
     user_id: str
@@ -44,37 +47,39 @@ def parse_ts(value: str) -> datetime:
 
 
 def read_events(path: Path, types: Iterable[str] = ("purchase",)) -> list[Interaction]:
-    """Events of the given types from a JSONL file, in file order.
+    """Events of the given types from a JSONL or CSV/TSV events file (read as the service reads
+    it, shoprec/rows.py), in file order; ``session_id`` is the service's basket key
+    (``basket_key``), so the evaluation holds out the baskets the service learns from.
 
     A malformed line raises with its line number: an evaluation that silently drops rows
     would report numbers for data nobody chose.
     """
     wanted = frozenset(types)
-    out: list[Interaction] = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                event_type = str(raw.get("type", "purchase"))
-                if event_type not in wanted:
-                    continue
-                user_id = str(raw["user_id"])
-                ts = parse_ts(str(raw["ts"]))
-                session = raw.get("session_id") or f"{user_id}-{ts.date().isoformat()}"
-                price = raw.get("price")
-                out.append(Interaction(
-                    user_id=user_id,
-                    item_id=str(raw["item_id"]),
-                    ts=ts,
-                    session_id=str(session),
-                    type=event_type,
-                    price=None if price is None else float(price),
-                ))
-            except (KeyError, ValueError, TypeError) as err:
-                raise ValueError(f"{path}: line {number}: bad event ({err!r})") from err
-    return out
+
+    def parse(raw: Any, number: int) -> Interaction | None:
+        try:
+            event_type = str(raw.get("type", "purchase"))
+            if event_type not in wanted:
+                return None
+            user_id = str(raw["user_id"])
+            ts = parse_ts(str(raw["ts"]))
+            price = raw.get("price")
+            return Interaction(
+                user_id=user_id,
+                item_id=str(raw["item_id"]),
+                ts=ts,
+                session_id=basket_key(user_id, raw.get("session_id") or None, ts),
+                type=event_type,
+                price=None if price is None else float(price),
+            )
+        except (AttributeError, KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"{path}: line {number}: bad event ({err!r})") from err
+
+    def fail(number: int, reason: str, _item: str | None) -> None:
+        raise ValueError(f"{path}: line {number}: {reason}")
+
+    rows = read_rows(Path(path), parse, fail, name="events file")
+    return [row for row in rows if row is not None]
 
 
 def users_of(interactions: Iterable[Interaction]) -> set[str]:

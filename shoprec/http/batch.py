@@ -10,9 +10,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shoprec.bounds import error_message
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import BatchError
+from shoprec.rows import field_errors
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,8 +64,6 @@ def validate_entries(model: type[M], raws: list[Any], id_key: str, max_entries: 
             out.models.append(model.model_validate(raw, context=context))
             out.positions.append(index)
         except ValidationError as err:
-            for e in err.errors():
-                name = _printable(".".join(str(p) for p in e["loc"])) or None
-                message = error_message(e)
+            for name, message in field_errors(err):
                 out.errors.append(BatchError(index=index, id=ident, field=name, message=message))
     return out

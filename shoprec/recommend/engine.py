@@ -352,7 +352,7 @@ class RecommendEngine:
         return len(good), errors
 
     def add_users_file(self, path: Path) -> tuple[int, list[UserError]]:
-        return self.add_users(read_users(path))
+        return self.add_users(read_users(path, InputBounds.of(self.settings)))
 
     def forget_user(self, user_id: str) -> int:
         """Delete a user's events and attributes and recount what they fed (popularity,

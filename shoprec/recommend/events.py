@@ -14,9 +14,6 @@ Whether the item exists is checked later, against the store, when the event is i
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +22,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from shoprec.bounds import InputBounds, bounds_of, check_text, error_message, printable
+from shoprec.bounds import InputBounds, bounds_of, check_text, printable
+from shoprec.rows import describe, read_rows, readable_id
 
 EventType = Literal["view", "click", "cart", "purchase", "dislike", "impression"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -33,6 +31,18 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 TRACKING_TYPES = ("impression",)
 #: Event types that put items in a basket: the evidence for "bought together".
 BASKET_TYPES = ("cart", "purchase")
+
+
+def basket_key(user_id: str, session_id: str | None, ts: datetime) -> str:
+    """Key of the basket an event belongs to; the evaluation (shoprec/evaluation/interactions.py)
+    groups baskets by the same key, so it measures the baskets the service learns from.
+
+    Baskets are per user. Without a session id, one user's events on one UTC day form a
+    basket — how transaction logs (e.g. H&M's same-customer same-day) define it.
+    """
+    if session_id:
+        return f"{user_id}\x1f{session_id}"
+    return f"{user_id}\x1f@{ts.astimezone(timezone.utc).date().isoformat()}"
 
 
 class Event(BaseModel):
@@ -111,14 +121,8 @@ class Event(BaseModel):
         return self.ts.timestamp()
 
     def basket(self) -> str:
-        """Key of the basket/session this event belongs to.
-
-        Baskets are per user. Without a session id, one user's events on one UTC day form a
-        basket — how transaction logs (e.g. H&M's same-customer same-day) define it.
-        """
-        if self.session_id:
-            return f"{self.user_id}\x1f{self.session_id}"
-        return f"{self.user_id}\x1f@{self.ts.astimezone(timezone.utc).date().isoformat()}"
+        """Key of the basket/session this event belongs to (see ``basket_key``)."""
+        return basket_key(self.user_id, self.session_id, self.ts)
 
 
 @dataclass(frozen=True)
@@ -150,101 +154,19 @@ class IngestReport:
     attributed: int = 0
 
 
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = printable(".".join(str(p) for p in e["loc"]), 80) or "event"
-        msg = error_message(e)
-        parts.append(f"field '{loc}': {msg}")
-    return "; ".join(parts)
-
-
 def parse_event(raw: Any, line: int, bounds: InputBounds | None = None) -> EventRow | EventError:
     if not isinstance(raw, dict):
         return EventError(line, f"expected an object, got {type(raw).__name__}")
-    item = raw.get("item_id")
-    item_id = printable(str(item)) if isinstance(item, (str, int)) and not isinstance(item, bool) else None
     try:
         return EventRow(line, Event.model_validate(raw, context=bounds.context() if bounds else None))
     except ValidationError as err:
-        return EventError(line, _describe(err), item_id)
-
-
-def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text or None if not UTF-8, reason) — bad bytes cost one line, not the file."""
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield number, None, f"invalid UTF-8 at byte {err.start}"
-                continue
-            yield number, text.lstrip("\ufeff") if number == 1 else text, ""
-
-
-def _read_jsonl(path: Path, bounds: InputBounds | None, skip_lines: int) -> Iterator[EventRow | EventError]:
-    for number, text, why in _decode_lines(path):
-        if number <= skip_lines:
-            continue
-        if text is None:
-            yield EventError(number, why)
-            continue
-        if not text.strip():
-            continue
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield EventError(number, f"invalid JSON: {err.msg} at column {err.colno}")
-            continue
-        yield parse_event(raw, number, bounds)
-
-
-def _read_csv(path: Path, bounds: InputBounds | None, skip_lines: int) -> Iterator[EventRow | EventError]:
-    """Records in line order; undecodable lines are reported in their place (callers record
-    how far a file was ingested by the last line they saw, so order matters)."""
-    good_lines: list[str] = []
-    line_numbers: list[int] = []
-    bad: list[EventError] = []
-    for number, text, why in _decode_lines(path):
-        if text is None:
-            bad.append(EventError(number, why))
-        else:
-            good_lines.append(text)
-            line_numbers.append(number)
-    pending = 0
-
-    def before(line: int) -> Iterator[EventError]:
-        nonlocal pending
-        while pending < len(bad) and bad[pending].line < line:
-            if bad[pending].line > skip_lines:
-                yield bad[pending]
-            pending += 1
-
-    if good_lines:
-        reader = csv.DictReader(io.StringIO("".join(good_lines)))
-        for record in reader:
-            # line_num counts physical lines read so far; map back to the file's numbering.
-            number = line_numbers[min(reader.line_num, len(line_numbers)) - 1]
-            yield from before(number)
-            if number <= skip_lines:
-                continue
-            if None in record:
-                yield EventError(number, "row has more fields than the header")
-                continue
-            yield parse_event({k: v for k, v in record.items() if v not in (None, "")}, number, bounds)
-    yield from before(2 ** 62)
+        return EventError(line, describe(err, "event"), readable_id(raw, "item_id"))
 
 
 def read_events(path: Path, bounds: InputBounds | None = None, skip_lines: int = 0) -> Iterator[EventRow | EventError]:
-    """Events of a JSONL (``.jsonl``/``.ndjson``/``.json``) or CSV file, in line order, each
+    """Events of a JSONL (``.jsonl``/``.ndjson``/``.json``) or CSV/TSV file, in line order, each
     checked against ``bounds`` (default: the environment's settings). The first ``skip_lines``
-    lines are not read as events (a CSV header still is)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"events file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path, bounds, skip_lines)
-    if suffix == ".csv":
-        return _read_csv(path, bounds, skip_lines)
-    raise ValueError(f"unsupported events format {suffix!r} for {path}: use .jsonl or .csv")
+    lines are not read as events (a CSV header still is); see shoprec/rows.py."""
+    return read_rows(path, lambda raw, line: parse_event(raw, line, bounds),
+                     lambda line, reason, item_id: EventError(line, reason, item_id),
+                     name="events file", id_key="item_id", skip_lines=skip_lines)

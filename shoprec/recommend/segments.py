@@ -12,8 +12,6 @@ so ``forget`` removes them with the events.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shoprec.bounds import InputBounds, check_text, surrogate_at
+from shoprec.config import get_settings
+from shoprec.rows import NOT_UNICODE, read_rows
 
 from .event_store import EventStore
 from .ranking.state import EventLog, ItemTable
@@ -61,16 +63,23 @@ def _named(key: str) -> str:
     return ascii(key[:MAX_KEY_CHARS]) if not key.isprintable() or not _valid_text(key) else key[:MAX_KEY_CHARS]
 
 
-def parse_user(raw: Any, line: int) -> UserRow | UserError:
-    """One user record: ``user_id`` (or ``customer_id``) plus scalar attributes."""
+def parse_user(raw: Any, line: int, bounds: InputBounds | None = None) -> UserRow | UserError:
+    """One user record: ``user_id`` (or ``customer_id``, at most ``bounds.id_chars``, default: the
+    environment's ``SHOPREC_MAX_ID_CHARS``) plus scalar attributes."""
     if not isinstance(raw, Mapping):
         return UserError(line, "expected an object with user_id and attributes")
     uid = raw.get("user_id", raw.get("customer_id"))
     if not isinstance(uid, (str, int)) or isinstance(uid, bool) or str(uid).strip() == "":
         return UserError(line, "user_id: missing or empty")
     uid = str(uid).strip()
-    if len(uid) > 256 or not _valid_text(uid):
-        return UserError(line, "user_id: longer than 256 characters or not valid text")
+    if surrogate_at(uid) is not None:  # the same wording as the ids of events and catalog rows
+        return UserError(line, f"user_id: {NOT_UNICODE}")
+    try:
+        check_text(uid, (bounds or InputBounds.of(get_settings())).id_chars, "MAX_ID_CHARS")
+    except ValueError as err:
+        return UserError(line, f"user_id: {err}")
+    if "\x00" in uid:
+        return UserError(line, "user_id: contains a NUL character")
     attrs: dict[str, str] = {}
     for key, value in raw.items():
         if key in ("user_id", "customer_id") or value is None or value == "":
@@ -92,33 +101,11 @@ def parse_user(raw: Any, line: int) -> UserRow | UserError:
     return UserRow(line, uid, attrs)
 
 
-def read_users(path: Path) -> Iterator[UserRow | UserError]:
-    """Users from JSONL or CSV; bad lines come back as ``UserError`` with their line number."""
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except (ValueError, RecursionError) as err:  # bad JSON, absurd numbers, absurd nesting
-                yield UserError(n, f"invalid JSON: {getattr(err, 'msg', None) or str(err)[:200]}")
-                continue
-            yield parse_user(raw, n)
-    else:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-        n = 1
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                yield UserError(reader.line_num, f"unreadable CSV row: {err}")
-                return  # the reader cannot resynchronise after a malformed row
-            n = reader.line_num
-            yield parse_user(dict(record), n)
+def read_users(path: Path, bounds: InputBounds | None = None) -> Iterator[UserRow | UserError]:
+    """Users from JSONL or CSV/TSV, in file order; bad lines come back as ``UserError`` with their
+    line number (see shoprec/rows.py)."""
+    return read_rows(path, lambda raw, line: parse_user(raw, line, bounds),
+                     lambda line, reason, _id: UserError(line, reason), name="users file")
 
 
 def age_band(value: str) -> str | None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
+from shoprec.bounds import InputBounds
 from shoprec.http.auth import PERSONAL, WRITE
 from shoprec.http.contract import JSON_BODY_ERRORS, batch_body, errors
 from shoprec.http.deps import Filter, HttpSettings, K, Service, UserId
@@ -73,7 +74,8 @@ def add_users(
         body = UsersReport(stored=0, errors=[BatchError(index=settings.max_batch_items, message=(
             f"at most {settings.max_batch_items} users per request, got {len(users)}"))])
         return JSONResponse(body.model_dump(), status_code=422)
-    rows = [parse_user(raw, i) for i, raw in enumerate(users)]
+    bounds = InputBounds.of(svc.settings)  # the service's limits, as the file reader uses them
+    rows = [parse_user(raw, i, bounds) for i, raw in enumerate(users)]
     stored, errors = svc.engine.add_users(rows)
     body = UsersReport(stored=stored, errors=[
         BatchError(index=e.line, id=None, field=e.reason.split(":")[0] if ":" in e.reason else None,

@@ -36,7 +36,7 @@ ImageInput = Image.Image | np.ndarray
 
 @dataclass(frozen=True)
 class WeightsReport:
-    """How the weights file met the architecture (tests and ``shoprec doctor`` read this)."""
+    """How the weights file met the architecture (the tests read it: a remap that dropped weights must fail loudly)."""
 
     source: str
     matched: int

@@ -60,7 +60,19 @@ def test_the_store_is_not_opened_when_its_reserved_length_does_not_fit(small_sto
         EdgeStore(small_store)
 
 
-def test_holes_of_the_memory_mapped_files_count_as_needed_space(small_store):
+def _sparse_files_supported(folder) -> bool:
+    probe = folder / "sparse-probe"
+    with probe.open("wb") as f:
+        f.truncate(8 << 20)
+    try:
+        return probe.stat().st_blocks * 512 < 4 << 20
+    finally:
+        probe.unlink()
+
+
+def test_holes_of_the_memory_mapped_files_count_as_needed_space(small_store, tmp_path):
+    if not _sparse_files_supported(tmp_path):
+        pytest.skip("this file system stores no holes: every byte of a store is already backed")
     # Edge's files are mostly holes: what the check reserves is their unbacked length.
     assert storage.unbacked_bytes(small_store) > 10 << 20
 

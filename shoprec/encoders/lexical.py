@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..caching import BoundedCache
-from ..indexing.store import SparseVec
+from ..vectors import SparseVec
 from .base import EncoderUnavailable, require
 
 Mode = Literal["search", "exact"]

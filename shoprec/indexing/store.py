@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..vectors import SparseVec  # re-exported: stores and callers name it from here too
+
 #: Dense vectors each product point may carry. A missing one (e.g. no image) is simply absent;
 #: ``colour`` (encoders/colour.py) is also absent from every point of a store created before it.
 DENSE_VECTORS = ("text", "image", "joint", "colour")
@@ -37,12 +39,6 @@ _NAMESPACE = uuid.UUID("6f1c3c8e-2b0e-4d8e-9a57-5b0c1d6a7e11")
 def point_id(item_id: str) -> str:
     """Stable Qdrant point id for a shop item id (memoised: uuid5 hashing was ~8% of a feed)."""
     return str(uuid.uuid5(_NAMESPACE, item_id))
-
-
-@dataclass(frozen=True)
-class SparseVec:
-    indices: list[int]
-    values: list[float]
 
 
 @dataclass

@@ -44,7 +44,9 @@ async def metrics(request: Request) -> HttpMetrics:
 
 
 async def item_filter(
-    category: Annotated[list[str] | None, Query(description="Only these categories (repeatable).")] = None,
+    # A plain array, not "array or null": a query string has no null (absent is the default), and
+    # the nullable form made contract generators send "non-arrays" that HTTP turns into strings.
+    category: Annotated[list[str], Query(description="Only these categories (repeatable).")] = [],  # noqa: B006
     min_price: Annotated[float | None, Query(ge=0)] = None,
     max_price: Annotated[float | None, Query(ge=0)] = None,
     in_stock: Annotated[bool | None, Query(description="true: only items in stock.")] = None,

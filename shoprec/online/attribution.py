@@ -30,14 +30,14 @@ if TYPE_CHECKING:
 CREDITED = ("click", "cart", "purchase")
 
 
-def problem(event: "Event", served: ServedList | None) -> str | None:
-    """Why an event naming a rec_id cannot be credited (None: it can)."""
+def problem(event: "Event", served: ServedList | None) -> tuple[str, str] | None:
+    """Why an event naming a rec_id cannot be credited, as (field, reason); None: it can."""
     if served is None:
-        return f"unknown rec_id {event.rec_id!r} (not a list this server served)"
+        return "rec_id", f"unknown rec_id {event.rec_id!r} (not a list this server served)"
     if served.position(event.item_id) is None:
-        return f"item {event.item_id!r} was not in list {event.rec_id!r}"
+        return "item_id", f"item {event.item_id!r} was not in list {event.rec_id!r}"
     if served.user_id is not None and served.user_id != event.user_id:
-        return f"list {event.rec_id!r} was served to another user"
+        return "rec_id", f"list {event.rec_id!r} was served to another user"
     return None
 
 

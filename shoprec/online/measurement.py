@@ -52,7 +52,7 @@ class OnlineMeasurement:
         return self.tracker.lookup(conn, (e.rec_id for e in events if e.rec_id is not None))
 
     @staticmethod
-    def problem(event: "Event", lists: dict[str, ServedList]) -> str | None:
+    def problem(event: "Event", lists: dict[str, ServedList]) -> tuple[str, str] | None:
         return None if event.rec_id is None else attribution.problem(event, lists.get(event.rec_id))
 
     def record(self, conn: "sqlite3.Connection", events: "Sequence[Event]", lists: dict[str, ServedList]) -> int:

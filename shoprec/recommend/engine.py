@@ -259,12 +259,14 @@ class RecommendEngine:
             for r in good:
                 why = self.online.problem(r.event, lists)
                 if why is not None:
-                    report.errors.append(EventError(r.line, why, r.event.item_id))
+                    field, reason = why
+                    report.errors.append(EventError(r.line, reason, r.event.item_id, field))
                 elif r.event.item_id not in hits and r.event.type not in TRACKING_TYPES:
-                    report.errors.append(EventError(r.line, "unknown item (not in the catalog)", r.event.item_id))
+                    report.errors.append(EventError(r.line, "unknown item (not in the catalog)", r.event.item_id,
+                                                    "item_id"))
                 elif r.event.epoch > latest:
                     report.errors.append(EventError(r.line, f"timestamp {r.event.ts.isoformat()} is in the future",
-                                                    r.event.item_id))
+                                                    r.event.item_id, "ts"))
                 else:
                     accepted.append(r.event)
             checkpoints = hasher.through(batch[-1].line) if hasher is not None else []

@@ -136,6 +136,7 @@ class EventError:
     line: int
     reason: str
     item_id: str | None = None
+    field: str | None = None  # the event field the reason is about, where one is
 
     def __str__(self) -> str:
         who = f" (item {self.item_id})" if self.item_id else ""

@@ -22,19 +22,6 @@ _EXAMPLE = [{"user_id": "u001", "item_id": "tshirt-black", "type": "purchase", "
              "session_id": "u001-s9", "event_id": "order-1001-line-1"}]
 
 
-def _field_of(reason: str) -> str | None:
-    """Which field an engine-side rejection is about (its reasons are sentences, not fields)."""
-    if "unknown item" in reason:
-        return "item_id"
-    if "timestamp" in reason:
-        return "ts"
-    if "rec_id" in reason or reason.startswith("list "):
-        return "rec_id"
-    if "was not in list" in reason:
-        return "item_id"
-    return None
-
-
 @router.post("/events", response_model=EventsReport, dependencies=WRITE,
              responses=errors(*JSON_BODY_ERRORS, 507, report=EventsReport),
              openapi_extra=batch_body("Event", "Events in the event format. A 422 with the report when no "
@@ -63,7 +50,7 @@ def ingest_events(
         if batch.models:
             report = svc.ingest_events(batch.models)
             ingested, duplicates, attributed = report.ingested, report.duplicates, report.attributed
-            errors += [BatchError(index=batch.position_of(e.line), id=e.item_id, field=_field_of(e.reason),
+            errors += [BatchError(index=batch.position_of(e.line), id=e.item_id, field=e.field,
                                   message=e.reason) for e in report.errors]
         stats.events_ingested.inc(ingested)
         stats.events_rejected.inc(len({e.index for e in errors}))

@@ -56,10 +56,10 @@ def create_app(settings: Settings | None = None, service: Shoprec | None = None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Build the lazy store/engine/indexer now: cached_property is not thread-safe, and two
-        # first requests on two threads must not open the store twice.
-        service.store, service.engine, service.indexer  # noqa: B018
-        service.engine.open()  # the events database and serving space too: a fault shows at start
+        # Open the store, events database and serving space now (the parts are lazy, see lazy.py):
+        # a held, full or read-only store is then a start-up failure, not a first request's error.
+        service.store, service.indexer  # noqa: B018
+        service.engine.open()
         if not settings.api_key and not settings.read_key:
             log.warning("SHOPREC_API_KEY is not set: anyone who can reach this server can write")
         try:

@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from shoprec.encoders.joint import JointSpace, build_joint, saved_space
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
 from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
+from shoprec.lazy import lazy
 
 log = logging.getLogger("shoprec.encoders")
 
@@ -52,22 +52,22 @@ class ProductEmbedder:
         self.state_dir = Path(settings.store)
 
     # ------------------------------------------------------------------ encoders (lazy)
-    @cached_property
+    @lazy
     def text_encoder(self):
         return _loaded("text", self.settings.text_encoder, build_text_encoder)
 
-    @cached_property
+    @lazy
     def image_encoder(self):
         settings = self.settings
         return _loaded("image", settings.image_encoder,
                        lambda name: build_image_encoder(name, settings.image_backend, settings.onnx_cache))
 
-    @cached_property
+    @lazy
     def lexical(self) -> LexicalEncoder:
         user_dict = self.settings.jieba_user_dict
         return LexicalEncoder(user_dict=user_dict, avg_len=self._lexical_state().get("avg_len"))
 
-    @cached_property
+    @lazy
     def joint(self) -> JointSpace:
         return build_joint(self.settings, self.joint_dir)
 
@@ -82,7 +82,7 @@ class ProductEmbedder:
 
     colour = ColourDescriptor()
 
-    @cached_property
+    @lazy
     def stores_colour(self) -> bool:
         """Whether points get a ``colour`` vector: the store decides once it exists (False for one
         created before colour existed, or with ``index_colour`` off); new stores follow the setting."""

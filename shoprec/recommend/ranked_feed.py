@@ -170,11 +170,6 @@ class RankedFeed:
             for hit in self.store.retrieve(list(item_ids), with_vectors=[self.vector]):
                 self._add_item(table, hit)
 
-    def catalog_stamp(self) -> int:
-        """Changes whenever the catalog (or anything else a cached answer depends on) changed."""
-        self._notice_other_writers()
-        return self._generation
-
     def _notice_other_writers(self) -> None:
         """Items added or removed by another writer (a second replica on a Qdrant server, a direct
         store write) change the store's size: then no cached feed or neighbour list is trusted."""

@@ -81,6 +81,15 @@ class Settings(BaseSettings):
         "trained on enough photos and beats text on the catalog's check, else text: indexing/serving_space.py), "
         "'text', 'image' or 'joint'.")
     events_db: Path | None = Field(None, description="SQLite file of events (default: STORE/events.sqlite).")
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL (postgresql://USER:PASSWORD@HOST:5432/DB) of the behaviour state "
+        "(events, popularity, served lists, ranker versions) shared by several `shoprec serve` workers; "
+        "unset: the SQLite file (events_db). The password is never shown.")
+    database_pool_size: int = Field(8, ge=2, description="PostgreSQL connections each worker keeps at most.")
+    refresh_interval_s: float = Field(
+        1.0, gt=0, description="Longest a worker goes without reading other workers' new events, forgets, "
+        "user attributes and ranker versions (on PostgreSQL a notification wakes it at once; this is the "
+        "floor). Bounds how stale one worker's feed can be after another worker's write.")
     session_timeout_minutes: float = Field(
         30.0, description="The latest session steers the feed while it is younger than this.")
     trending_half_life_days: float = Field(7.0, description="Half-life of popularity for trending.")

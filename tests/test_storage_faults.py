@@ -129,7 +129,7 @@ def test_sqlite_full_is_reported_as_such_not_as_a_failed_rollback(tmp_path):
 
 def test_events_are_refused_below_the_free_space_margin(tmp_path, tiny_disk):
     events = EventStore(tmp_path / "events.sqlite", min_free_mb=0)  # created while the check is off
-    events.min_free_mb = 64
+    events.db.min_free_mb = 64
     with pytest.raises(storage.StoreFull, match="record events"):
         with events.transaction() as conn:
             EventStore.insert_events(conn, [_event(0)])

@@ -2,7 +2,7 @@
 
 A client that lost the answer to a write (timeout, dropped connection, a 5xx from a proxy)
 cannot know whether it was applied; retrying with the same key is safe. The first answer's
-status and body are stored in the events SQLite file under (route, key) with a hash of the
+status and body are stored in the events database under (route, key) with a hash of the
 request body; a retry with the same body gets that answer again (header
 ``Idempotent-Replayed: true``) and nothing is applied twice, a reuse of the key with another
 body is refused (422), and keys expire after ``idempotency_ttl_hours`` (at most
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 import weakref
@@ -28,6 +27,7 @@ from fastapi import Header
 from fastapi.responses import Response
 
 from shoprec.config import Settings
+from shoprec.db import Conn
 from shoprec.http.errors import ApiError
 
 IdempotencyKey = Annotated[str | None, Header(
@@ -80,7 +80,7 @@ class Idempotency:
         self.ttl_s = settings.idempotency_ttl_hours * 3600.0
         self.max_keys = settings.idempotency_max_keys
 
-    def replay(self, conn: sqlite3.Connection, scope: str, key: str, digest: str) -> Response | None:
+    def replay(self, conn: Conn, scope: str, key: str, digest: str) -> Response | None:
         """The first answer under this key, or None if the key is new (or expired)."""
         row = conn.execute("SELECT request_sha256, status, body FROM idempotency WHERE scope = ? AND key = ?"
                            " AND at >= ?", (scope, key, time.time() - self.ttl_s)).fetchone()
@@ -92,12 +92,15 @@ class Idempotency:
         return Response(row[2].encode("utf-8"), status_code=int(row[1]), media_type="application/json",
                         headers={REPLAYED_HEADER: "true"})
 
-    def save(self, conn: sqlite3.Connection, scope: str, key: str, digest: str, status: int, body: Any) -> None:
+    def save(self, conn: Conn, scope: str, key: str, digest: str, status: int, body: Any) -> None:
         now = time.time()
-        conn.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET"
+                     " request_sha256 = excluded.request_sha256, status = excluded.status, body = excluded.body,"
+                     " at = excluded.at",
                      (scope, key, digest, status, encode_json(body).decode("utf-8"), now))
         conn.execute("DELETE FROM idempotency WHERE at < ?", (now - self.ttl_s,))
         over = conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0] - self.max_keys
         if over > 0:
-            conn.execute("DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency ORDER BY at LIMIT ?)",
+            conn.execute("DELETE FROM idempotency WHERE (scope, key) IN"
+                         " (SELECT scope, key FROM idempotency ORDER BY at LIMIT ?)",
                          (over,))

@@ -18,10 +18,10 @@ Credits are written in the ingest's transaction, so they are exactly as durable 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..db import Conn
 from .tracking import ServedList
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def problem(event: "Event", served: ServedList | None) -> tuple[str, str] | None
     return None
 
 
-def record(conn: sqlite3.Connection, events: Sequence["Event"], served: dict[str, ServedList],
+def record(conn: Conn, events: Sequence["Event"], served: dict[str, ServedList],
            window_s: float) -> int:
     """Store impressions and credits of accepted events (inside the ingest's transaction).
     Returns how many events were credited to a list."""

@@ -11,9 +11,8 @@ from .experiments import Assignment, Experiment, Experiments, read_file
 from .tracking import ServedList, Tracker
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from ..config import Settings
+    from ..db import Conn
     from ..recommend.event_store import EventStore
     from ..recommend.events import Event
     from ..results import Recommendation, Served
@@ -48,18 +47,18 @@ class OnlineMeasurement:
                       results=[r.model_copy(update={"position": i}) for i, r in enumerate(results, start=1)])
 
     # ------------------------------------------------------------------ ingest (engine's transaction)
-    def lists(self, conn: "sqlite3.Connection", events: "Sequence[Event]") -> dict[str, ServedList]:
+    def lists(self, conn: "Conn", events: "Sequence[Event]") -> dict[str, ServedList]:
         return self.tracker.lookup(conn, (e.rec_id for e in events if e.rec_id is not None))
 
     @staticmethod
     def problem(event: "Event", lists: dict[str, ServedList]) -> tuple[str, str] | None:
         return None if event.rec_id is None else attribution.problem(event, lists.get(event.rec_id))
 
-    def record(self, conn: "sqlite3.Connection", events: "Sequence[Event]", lists: dict[str, ServedList]) -> int:
+    def record(self, conn: "Conn", events: "Sequence[Event]", lists: dict[str, ServedList]) -> int:
         self.tracker.flush(conn)  # lists before the impressions and credits that name them
         return attribution.record(conn, events, lists, self.window_s)
 
-    def forget(self, conn: "sqlite3.Connection", user_id: str) -> None:
+    def forget(self, conn: "Conn", user_id: str) -> None:
         """Inside forget's transaction: drop the user's lists not written yet (the written ones,
         their impressions and credits are deleted with the user's events)."""
         self.tracker.forget(user_id)

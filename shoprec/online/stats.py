@@ -22,12 +22,12 @@ says how many lists it rests on. A list belongs to the day (UTC, event time) it 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..db import Conn
 from .experiments import DEFAULT_VARIANT, Experiment
 
 ALL = "all"
@@ -138,16 +138,17 @@ def _day(ts: float) -> str:
 
 
 def _where(experiment: str | None) -> tuple[str, tuple[Any, ...]]:
-    return ("r.experiment IS ?", (experiment,))
+    # not "IS ?": PostgreSQL's IS takes no parameter (and IS NOT DISTINCT FROM needs SQLite 3.39)
+    return ("r.experiment IS NULL", ()) if experiment is None else ("r.experiment = ?", (experiment,))
 
 
-def load_lists(conn: sqlite3.Connection, experiment: str | None) -> dict[str, _List]:
+def load_lists(conn: Conn, experiment: str | None) -> dict[str, _List]:
     """Every list shown (of this experiment; None: answers outside experiments)."""
     cond, params = _where(experiment)
     lists: dict[str, _List] = {}
     for rec_id, surface, variant, first, shown in conn.execute(
             "SELECT i.rec_id, r.surface, r.variant, MIN(i.ts), COUNT(*) FROM impressions i"
-            f" JOIN recs r ON r.rec_id = i.rec_id WHERE {cond} GROUP BY i.rec_id", params):
+            f" JOIN recs r ON r.rec_id = i.rec_id WHERE {cond} GROUP BY i.rec_id, r.surface, r.variant", params):
         lists[rec_id] = _List(surface, variant or DEFAULT_VARIANT, first=first, shown=shown)
     for rec_id, surface, variant, type_, ts, price, quantity, basket in conn.execute(
             "SELECT a.rec_id, r.surface, r.variant, a.type, a.ts, a.price, a.quantity, a.basket FROM attributions a"
@@ -171,14 +172,14 @@ def load_lists(conn: sqlite3.Connection, experiment: str | None) -> dict[str, _L
     return lists
 
 
-def _shown_items(conn: sqlite3.Connection, experiment: str | None) -> list[tuple[str, str, str, str]]:
+def _shown_items(conn: Conn, experiment: str | None) -> list[tuple[str, str, str, str]]:
     cond, params = _where(experiment)
     return [(r[0], r[1] or DEFAULT_VARIANT, _day(r[2]), r[3]) for r in conn.execute(
         "SELECT r.surface, r.variant, MIN(i.ts), i.item_id FROM impressions i JOIN recs r ON r.rec_id = i.rec_id"
-        f" WHERE {cond} GROUP BY i.rec_id, i.item_id", params)]
+        f" WHERE {cond} GROUP BY i.rec_id, i.item_id, r.surface, r.variant", params)]
 
 
-def compute(conn: sqlite3.Connection, experiment: Experiment | None, catalogue: int,
+def compute(conn: Conn, experiment: Experiment | None, catalogue: int,
             since: str | None = None) -> dict[str, Any]:
     """The /stats document: totals with intervals, daily series, tests and a verdict."""
     name = experiment.name if experiment else None
@@ -269,7 +270,7 @@ def _verdict(experiment: Experiment | None, totals: dict[tuple[str, str], Tally]
                     f"(p = {p:.3g}, two-proportion z-test, {n} lists)"}
 
 
-def counters(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, float]]:
+def counters(conn: Conn) -> list[tuple[str, str, str, str, float]]:
     """(counter, experiment, surface, variant, value) over the whole log, for /metrics."""
     out: list[tuple[str, str, str, str, float]] = []
     for exp, surface, variant, n in conn.execute(

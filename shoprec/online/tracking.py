@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..db import Conn
 from ..storage import StoreError
 from .experiments import Assignment
 
@@ -80,7 +80,7 @@ class Tracker:
             except Exception:  # noqa: BLE001 - the thread must outlive one bad write
                 log.exception("served lists not recorded")
 
-    def flush(self, conn: sqlite3.Connection | None = None) -> None:
+    def flush(self, conn: Conn | None = None) -> None:
         """Write pending lists. With ``conn`` (a caller's open transaction) they are written
         there but stay pending, so a rollback of that transaction loses none; without, they
         are written in a transaction of their own and leave the buffer once it committed."""
@@ -96,12 +96,12 @@ class Tracker:
             for rec_id in written:
                 self._pending.pop(rec_id, None)
 
-    def _write(self, conn: sqlite3.Connection) -> list[str]:
+    def _write(self, conn: Conn) -> list[str]:
         # Read the buffer inside the transaction: a forget (which holds the write lock while it
         # deletes a user's lists) cannot interleave and see its user's list written after it.
         with self._lock:
             batch = list(self._pending.values())
-        conn.executemany("INSERT OR IGNORE INTO recs VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.executemany("INSERT INTO recs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          [(s.rec_id, s.user_id, s.surface, s.experiment, s.variant, s.served_at,
                            json.dumps(s.items)) for s in batch])
         return [s.rec_id for s in batch]
@@ -111,7 +111,7 @@ class Tracker:
         with self._lock:
             self._pending = {k: s for k, s in self._pending.items() if s.user_id != user_id}
 
-    def lookup(self, conn: sqlite3.Connection, rec_ids: Iterable[str]) -> dict[str, ServedList]:
+    def lookup(self, conn: Conn, rec_ids: Iterable[str]) -> dict[str, ServedList]:
         """The served lists of these ids that exist (pending or written)."""
         ids = list(dict.fromkeys(rec_ids))
         with self._lock:

@@ -5,11 +5,16 @@ Every recommender shares one call shape — ``k`` and an ``ItemFilter`` in, ``li
 store on every call (nothing is cached, so an item upserted a moment ago is recommendable at
 once); behaviour comes from the event log (event_store), folded in incrementally so each
 ingested event changes the next answer.
+
+Several workers may share one database (PostgreSQL): each keeps its in-memory state (co-purchases,
+the ranked feed's event log) equal to the events up to a watermark (the highest ``events.id``
+folded in) and ``refresh`` folds in what the others committed since — at most
+``refresh_interval_s`` late, or at once when the database notifies. A forget elsewhere (the
+``forget_generation`` counter changed) is a rebuild; a new ranker version is loaded.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +27,7 @@ import numpy as np
 from ..bounds import InputBounds
 from ..caching import BoundedCache
 from ..config import Settings
+from ..db import Conn
 from ..errors import UnknownItem
 from ..indexing import serving_space
 from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
@@ -30,7 +36,7 @@ from ..online.measurement import OnlineMeasurement
 from ..online.tracking import ServedList
 from ..results import Recommendation
 from . import reasons, visual
-from .event_store import EventStore
+from .event_store import FORGET, USERS, EventStore
 from .events import TRACKING_TYPES, Event, EventError, EventRow, IngestReport, read_events
 from .feed import Feed
 from .filters import narrowed
@@ -75,7 +81,8 @@ class RecommendEngine:
     def __init__(self, store: VectorStore, settings: Settings, events_path: Path | None = None) -> None:
         self.store = store
         self.settings = settings
-        self._events_path = events_path or settings.events_db or Path(settings.store) / "events.sqlite"
+        self._events_location: Path | str = (events_path or settings.database_url or settings.events_db
+                                             or Path(settings.store) / "events.sqlite")
         self.weights = settings.event_weights
         self._behaviour: Behaviour | None = None
         # Guards loading the in-memory behaviour model against ingest/forget: an event is either
@@ -89,13 +96,24 @@ class RecommendEngine:
         self._events_since_training = 0
         self._training: threading.Thread | None = None
         self._applied_in_transaction = False  # see write_transaction
+        # Following other writers (refresh): the highest events.id in memory, the generation
+        # counters as last seen, when to look next, and the notification listener.
+        self._watermark = 0
+        self._known: dict[str, int] = {}
+        self._next_refresh = 0.0
+        self._stop_listening = threading.Event()
+        self._listener: threading.Thread | None = None
 
     # ------------------------------------------------------------------ parts, built on first use
     # `similar` touches only the store; `complementary` adds the co-purchase model (_cf); the feed
     # and ingestion open the events database and the ranked feed.
     @lazy
     def events(self) -> EventStore:
-        return EventStore(self._events_path, min_free_mb=self.settings.min_free_mb)
+        store = EventStore(self._events_location, min_free_mb=self.settings.min_free_mb,
+                           pool_size=self.settings.database_pool_size)
+        self._watermark = store.last_id()
+        self._known = store.generations()
+        return store
 
     @lazy
     def online(self) -> OnlineMeasurement:
@@ -129,7 +147,13 @@ class RecommendEngine:
         # the ranking pipeline, scipy, threadpoolctl
         from .ranked_feed import RankedFeed
 
-        return RankedFeed(self.store, self.settings, self.events, self.vector, self.segments)
+        from .ranking.model_store import DatabaseModels, FileModels
+
+        s = self.settings
+        # workers on other hosts share the database, not a folder: there models are rows
+        models = (DatabaseModels(self.events) if self.events.db.dialect == "postgres"
+                  else FileModels(s.ranker_dir or Path(s.store) / "ranker"))
+        return RankedFeed(self.store, s, self.events, self.vector, self.segments, models, lambda: self._watermark)
 
     def items_changed(self, item_ids: Sequence[str] | None) -> None:
         """Items were (re)indexed or deleted (None: the whole catalog): drop what depended on them."""
@@ -142,10 +166,16 @@ class RecommendEngine:
         space) at start-up, so a fault there is one line then, not an error on a request."""
         for part in ("events", "online", "space", "popularity", "feed", "segments", "ranked"):
             getattr(self, part)
+        if self._listener is None:  # PostgreSQL: wake on other workers' commits (SQLite: none)
+            self._listener = self.events.db.listen(lambda: self.refresh(force=True),
+                                                   self.settings.refresh_interval_s, self._stop_listening)
 
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the
         model beside it), then close the events database (if it was opened)."""
+        self._stop_listening.set()
+        if self._listener is not None:
+            self._listener.join(timeout=self.settings.refresh_interval_s + 5)
         if self._training is not None:
             self._training.join()
         if is_built(self, "online"):
@@ -168,7 +198,7 @@ class RecommendEngine:
             if self._behaviour is None:
                 self._behaviour = Behaviour.load(
                     ((r["user_id"], r["item_id"], r["type"], r["basket"])
-                     for r in self.events.scan("user_id, item_id, type, basket")),
+                     for r in self.events.scan("user_id, item_id, type, basket", upto=self._watermark)),
                     self.events.item_categories(), self.weights,
                     self.settings.cooc_basket_weight, self.settings.cooc_user_weight,
                     products=self._product_codes(),
@@ -224,7 +254,7 @@ class RecommendEngine:
         return report
 
     @contextmanager
-    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+    def write_transaction(self) -> Iterator[Conn]:
         """One events transaction around several ingests and what the caller writes with them
         (an HTTP Idempotency-Key's answer): all of it is committed, or none. Locks are taken in
         the order ``_apply`` takes them, so this cannot deadlock with it or with a forget."""
@@ -236,8 +266,7 @@ class RecommendEngine:
             except BaseException:
                 if self._applied_in_transaction:
                     # Events folded into memory were rolled back on disk: rebuild from the table.
-                    self._behaviour = None
-                    self.ranked.items_changed(None)
+                    self._rebuild()
                 raise
             finally:
                 self._applied_in_transaction = False
@@ -294,6 +323,9 @@ class RecommendEngine:
             with self.events.transaction() as conn:
                 if checkpoints and EventStore.has_prefix(conn, checkpoints[-1][1]):
                     return None
+                # Other workers' commits first: memory holds every event up to the watermark, and
+                # this transaction's events (the next ids: one writer at a time) come right after.
+                self._catch_up(conn)
                 tracked, duplicates = EventStore.new_events(conn, events)
                 credited = self.online.record(conn, tracked, lists or {}) if tracked else 0
                 fresh = [e for e in tracked if e.type not in TRACKING_TYPES]  # behaviour only
@@ -303,8 +335,12 @@ class RecommendEngine:
                     EventStore.insert_events(conn, fresh)
                     self.popularity.add(conn, pop_rows)
                     EventStore.advance_clock(conn, max(e.epoch for e in fresh))
+                    watermark = self.events.last_id(conn)
+                    self.events.db.notify(conn, str(watermark))
                 for lines, sha in checkpoints:
                     EventStore.record_prefix(conn, sha, lines)
+            if fresh:
+                self._watermark = watermark
             if self._behaviour is not None:
                 for e, (_, category, *_) in zip(fresh, pop_rows):
                     self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category,
@@ -315,6 +351,56 @@ class RecommendEngine:
         if fresh:
             self._maybe_retrain(len(fresh))
         return len(tracked), duplicates, credited
+
+    # ------------------------------------------------------------------ other workers
+    def refresh(self, force: bool = False) -> None:
+        """Fold in what other workers (processes sharing the database) committed since this one
+        last looked: their events, a forget (a rebuild: who was forgotten is not said), new user
+        attributes, a new ranker version. History, popularity and trending are read from the
+        database on every request and need nothing. At most once per ``refresh_interval_s``
+        unless ``force`` (a notification)."""
+        now = time.monotonic()
+        if not force and now < self._next_refresh:
+            return
+        self._next_refresh = now + self.settings.refresh_interval_s
+        generations = self.events.generations()
+        with self._behaviour_lock, self.ranked.lock:
+            self._catch_up(self.events.conn(), generations)
+        self.ranked.check_model()
+
+    def _catch_up(self, conn: Conn, generations: dict[str, int] | None = None) -> None:
+        """Under both state locks: bring memory up to what ``conn`` sees committed."""
+        seen = generations if generations is not None else self.events.generations(conn)
+        if seen[FORGET] != self._known.get(FORGET):
+            self._rebuild(conn)
+        else:
+            rows = self.events.since(conn, self._watermark)
+            if rows:
+                self._fold([e for _, e in rows])
+                self._watermark = rows[-1][0]
+        if seen[USERS] != self._known.get(USERS):
+            self.segments.reload()
+            self.ranked.attributes_changed()
+        self._known = dict(seen)
+
+    def _rebuild(self, conn: Conn | None = None) -> None:
+        """Drop the in-memory behaviour state; it is loaded again, up to the newest event, on next use."""
+        with self._behaviour_lock, self.ranked.lock:
+            self._behaviour = None
+            self.ranked.reset()
+            self._watermark = self.events.last_id(conn)
+
+    def _fold(self, events: Sequence[Event]) -> None:
+        """Another worker's events into the in-memory models (their items' payloads from the store)."""
+        loaded = self._behaviour is not None or self.ranked.loaded
+        ids = list(dict.fromkeys(e.item_id for e in events))
+        hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])} if loaded else {}
+        if self._behaviour is not None:
+            for e in events:
+                payload = hits[e.item_id].payload if e.item_id in hits else {}
+                self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), payload.get("category"),
+                                    reasons.product_code(payload))
+        self.ranked.on_events(events, hits)
 
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
@@ -338,6 +424,7 @@ class RecommendEngine:
 
     def ranking_status(self) -> dict[str, Any]:
         """Which space and ranker serve the feed, and why (for /health and reports)."""
+        self.refresh()
         return {"space": self.vector, "space_reason": self.space.reason, **self.ranked.status()}
 
     # ------------------------------------------------------------------ users
@@ -368,8 +455,14 @@ class RecommendEngine:
                 self.segments.forget(conn, user_id)
                 self.popularity.recount(conn, items)
                 EventStore.reset_clock(conn)
-            self._behaviour = None  # rebuilt from the remaining events on next use
-            self.ranked.on_forget(user_id)
+                generation = self.events.bump(conn, FORGET)  # every other worker rebuilds
+            missed = generation != self._known.get(FORGET, 0) + 1  # another worker's forget, not seen yet
+            self._known[FORGET] = generation
+            if missed:
+                self._rebuild()
+            else:
+                self._behaviour = None  # rebuilt from the remaining events on next use
+                self.ranked.on_forget(user_id)
         self.events.checkpoint()
         return int(removed)
 
@@ -380,7 +473,8 @@ class RecommendEngine:
     def stats(self) -> dict[str, Any]:
         out = self.events.counts()
         clock = self.events.clock()
-        out["events_db"] = str(self.events.path)
+        self.refresh()
+        out["events_db"] = self.events.location
         out["clock"] = None if clock is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock))
         out.update(self._cf().stats())
         return out
@@ -447,6 +541,7 @@ class RecommendEngine:
         _check_k(k)
         from . import complements  # scipy, via the co-purchase model
 
+        self.refresh()
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise ValueError("give at least one item id")
@@ -481,6 +576,7 @@ class RecommendEngine:
         ``ranker`` and ``candidates``: an A/B variant's overrides (see RankedFeed.recommend)."""
         _check_k(k)
         diversity = self._diversity(mmr)
+        self.refresh()
         ctx = self._item(context_item, with_vectors=True) if context_item else None
         exclude = [ctx.item_id] if ctx is not None else []
         if exclude_purchased:

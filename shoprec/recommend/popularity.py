@@ -2,7 +2,7 @@
 
 Each item keeps ``pop = log2(sum_e w_e * 2 ** ((t_e - EPOCH) / half_life))``. Decaying every
 item by the same factor never changes their order, so this one number, written once per event,
-ranks items at any "now" (an index on it serves trending straight from SQLite), and the
+ranks items at any "now" (an index on it serves trending straight from the database), and the
 decayed mass at time ``now`` is ``2 ** (pop - (now - EPOCH) / half_life)``. Logs keep it
 finite for any span of years.
 
@@ -13,12 +13,12 @@ popularity windows (ranking/state.py) count units the same way.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import numpy as np
 
+from ..db import Conn
 from .event_store import EventStore, chunks
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -53,7 +53,7 @@ class Popularity:
     def _log_mass(self, weights: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return np.log2(weights) + (ts - EPOCH) / self.half_life_s
 
-    def add(self, conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, str, float, int | None]]) -> None:
+    def add(self, conn: Conn, rows: Sequence[tuple[str, str | None, str, float, int | None]]) -> None:
         """Fold (item_id, category, type, ts, quantity) into popularity; inside a write transaction.
 
         Every item gets a row (its category feeds category co-occurrence); only positive event
@@ -81,7 +81,7 @@ class Popularity:
                          [(float(v), i) for i, v in zip(uniq, merged)])
 
     @staticmethod
-    def _stored(conn: sqlite3.Connection, item_ids: Sequence[str]) -> dict[str, float]:
+    def _stored(conn: Conn, item_ids: Sequence[str]) -> dict[str, float]:
         out: dict[str, float] = {}
         for part in chunks(item_ids):
             marks = ",".join("?" * len(part))
@@ -90,7 +90,7 @@ class Popularity:
                     out[item] = pop
         return out
 
-    def recount(self, conn: sqlite3.Connection, item_ids: Sequence[str]) -> None:
+    def recount(self, conn: Conn, item_ids: Sequence[str]) -> None:
         """Recompute popularity of these items from the events that remain (after a forget)."""
         for part in chunks(list(item_ids)):
             marks = ",".join("?" * len(part))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,8 @@ from .events import Event
 from .filters import matcher
 from .ranking.candidates import Neighbours
 from .ranking.pipeline import PipelineSettings, Ranked, RankingPipeline
-from .ranking.rankers import (BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker, read_card,
-                              save_card)
+from .ranking.model_store import ModelStore
+from .ranking.rankers import BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker
 from .ranking.state import EventLog, ItemTable, UserHistory, facts_from_payload
 from .rerank import mmr as mmr_select
 from .ranking.training import TrainReport, TrainSettings, train
@@ -53,15 +52,19 @@ def _single_threaded_blas() -> Any:
 
 class RankedFeed:
     def __init__(self, store: VectorStore, settings: Settings, events: EventStore, vector: str,
-                 segments: Segments) -> None:
+                 segments: Segments, models: ModelStore, upto: Callable[[], int] | None = None) -> None:
+        """``upto``: the highest events.id the engine's in-memory state holds (the pipeline loads
+        the events up to it; later ones arrive through ``on_events``)."""
         self.store = store
         self.settings = settings
         self.events = events
         self.vector = vector
         self.segments = segments
-        self.ranker_dir = settings.ranker_dir or Path(settings.store) / "ranker"
+        self.models = models
+        self._upto = upto or (lambda: None)  # type: ignore[return-value]
         self._pipeline: RankingPipeline | None = None
         self._ranker: Ranker | None = None
+        self._model_version: str | None = None
         self._learned: tuple[LearnedRanker | None] | None = None  # for A/B variants that ask for it
         self._allowed_ids: frozenset[str] | None = None
         self._allowed: tuple[int, np.ndarray] | None = None
@@ -86,6 +89,11 @@ class RankedFeed:
         it, so a load never sees a batch that is then appended again."""
         return self._lock
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the state is in memory (else there is nothing to append events to)."""
+        return self._pipeline is not None
+
     def pipeline(self) -> RankingPipeline:
         with self._lock:
             if self._pipeline is None:
@@ -94,7 +102,7 @@ class RankedFeed:
                     self._add_item(table, hit)
                 log = EventLog(self.settings.event_weights, self.settings.trending_half_life_days,
                                self.settings.popularity_max_units)
-                for r in self.events.scan("user_id, item_id, type, basket, ts, quantity, price"):
+                for r in self.events.scan("user_id, item_id, type, basket, ts, quantity, price", upto=self._upto()):
                     log.add(r["user_id"], table.ensure(r["item_id"]), r["type"], r["ts"], r["basket"],
                             r["quantity"], r["price"])
                 s = self.settings
@@ -150,6 +158,8 @@ class RankedFeed:
                 self._user_generation[e.user_id] = self._user_generation.get(e.user_id, 0) + 1
                 code = p.table.pos.get(e.item_id)
                 if code is None:
+                    if e.item_id not in hits:  # another worker's event on an item deleted since
+                        continue
                     code = self._add_item(p.table, hits[e.item_id])
                 p.log.add(e.user_id, code, e.type, e.epoch, e.basket(), e.quantity, e.price)
 
@@ -185,6 +195,13 @@ class RankedFeed:
         with self._lock:
             self._generation += 1
 
+    def reset(self) -> None:
+        """Another worker forgot someone (who, this one cannot know): load the state again on next use."""
+        with self._lock:
+            self._pipeline = None
+            self._generation += 1
+            self.segments.clear_cache()
+
     def on_forget(self, user_id: str) -> None:
         with self._lock:
             self._generation += 1  # their events leave popularity and co-purchases for everyone
@@ -215,11 +232,12 @@ class RankedFeed:
     def ranker(self) -> Ranker:
         with self._lock:
             if self._ranker is None:
-                learned = None if self.settings.ranker == "blend" else LearnedRanker.load(self.ranker_dir)
+                self._model_version = self.models.version()
+                learned = None if self.settings.ranker == "blend" else self.models.load()
                 if learned is not None:
                     self._ranker, self.ranker_note = learned, f"learned ranker {learned.version}"
                 else:
-                    card = read_card(self.ranker_dir)
+                    card = self.models.card()
                     why = ("SHOPREC_RANKER=blend" if self.settings.ranker == "blend"
                            else (card or {}).get("reason", "no ranker trained yet (shoprec train)"))
                     self._ranker, self.ranker_note = self.blend(), f"hand-tuned blend: {why}"
@@ -238,7 +256,7 @@ class RankedFeed:
         if choice == "learned":
             with self._lock:
                 if self._learned is None:
-                    self._learned = (LearnedRanker.load(self.ranker_dir),)
+                    self._learned = (self.models.load(),)
                 return self._learned[0] or self.blend()
         raise ValueError(f"unknown ranker {choice!r}: auto, blend, learned or popular")
 
@@ -262,18 +280,24 @@ class RankedFeed:
         report.card["reason"] = report.reason
         if report.ranker is not None:
             report.ranker.card = report.card
-            report.ranker.save(self.ranker_dir)
-        else:
-            save_card(self.ranker_dir, report.card)
+        self.models.save(report.card, report.ranker)
+        self._use_new_model()
+        return report
+
+    def _use_new_model(self) -> None:
         with self._lock:
             self._ranker = None
             self._learned = None
             self._generation += 1
-        return report
+
+    def check_model(self) -> None:
+        """Serve the current model version if another worker trained a new one since it loaded."""
+        if self._ranker is not None and self.models.version() != self._model_version:
+            self._use_new_model()
 
     def status(self) -> dict[str, Any]:
         ranker = self.ranker()
-        card = read_card(self.ranker_dir) or {}
+        card = self.models.card() or {}
         return {"ranker": ranker.name, "why": self.ranker_note, "validation": card.get("validation"),
                 "trained_at": card.get("trained_at")}
 

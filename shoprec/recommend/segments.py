@@ -25,10 +25,9 @@ from shoprec.bounds import InputBounds, check_text, surrogate_at
 from shoprec.config import get_settings
 from shoprec.rows import NOT_UNICODE, read_rows
 
-from .event_store import EventStore
+from .event_store import USERS, EventStore
 from .ranking.state import EventLog, ItemTable
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS user_attributes (user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL)"
 _DAY = 86400.0
 #: Longest attribute value kept (a free-text field must not become a key of unbounded size).
 MAX_VALUE_CHARS = 200
@@ -123,19 +122,23 @@ class Segments:
         self.events = events
         self.attributes = [a for a in attributes if a]
         self.window_s = window_days * _DAY
-        with events.transaction() as conn:
-            conn.execute(_SCHEMA)
         self._keys: dict[str, str | None] | None = None
         self._cache: dict[tuple[Any, ...], np.ndarray] = {}
         self._lock = threading.RLock()
 
     def upsert(self, rows: Sequence[UserRow]) -> int:
         with self.events.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO user_attributes (user_id, attributes) VALUES (?, ?)",
+            conn.executemany("INSERT INTO user_attributes (user_id, attributes) VALUES (?, ?)"
+                             " ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes",
                              [(r.user_id, json.dumps(r.attributes, ensure_ascii=False)) for r in rows])
+            self.events.bump(conn, USERS)  # other workers re-read the attributes
+        self.reload()
+        return len(rows)
+
+    def reload(self) -> None:
+        """Attributes changed (here or, seen by a follower, in another worker): read them again."""
         with self._lock:
             self._keys, self._cache = None, {}
-        return len(rows)
 
     def clear_cache(self) -> None:
         """Cached segment best sellers are item codes of one item table: drop them on reload."""
@@ -144,8 +147,7 @@ class Segments:
 
     def forget(self, conn: Any, user_id: str) -> None:
         conn.execute("DELETE FROM user_attributes WHERE user_id = ?", (user_id,))
-        with self._lock:
-            self._keys, self._cache = None, {}
+        self.reload()
 
     def attributes_of(self, user_id: str) -> dict[str, str] | None:
         row = self.events.conn().execute("SELECT attributes FROM user_attributes WHERE user_id = ?",

@@ -2,7 +2,8 @@
 
 Both have one method, ``score(X) -> np.ndarray`` (higher first). The learned ranker is a
 versioned file beside the store (``STORE/ranker/``: the LightGBM text model plus a JSON card
-with its feature list, training window, validation figures and importances); the blend is what
+with its feature list, training window, validation figures and importances) or, with
+PostgreSQL, a row of its ``models`` table (model_store.py); the blend is what
 serves when there is no model, too few events to train one, or the model lost to the blend on
 its own validation window.
 """
@@ -99,10 +100,25 @@ class LearnedRanker:
         self.booster.save_model(str(target / MODEL_FILE))
         return save_card(folder, self.card)
 
+    def to_text(self) -> str:
+        """The LightGBM text model (what ``save`` writes; the models table stores it too)."""
+        return str(self.booster.model_to_string())
+
+    @staticmethod
+    def usable(card: dict[str, Any]) -> bool:
+        """Whether a card's model serves and fits this code's feature list (a model from another
+        version is never misread)."""
+        return list(card.get("features", [])) == list(FEATURES) and bool(card.get("serves", False))
+
+    @classmethod
+    def from_text(cls, text: str, card: dict[str, Any]) -> "LearnedRanker":
+        import lightgbm as lgb
+
+        return cls(lgb.Booster(model_str=text), card)
+
     @classmethod
     def load(cls, folder: Path) -> "LearnedRanker | None":
-        """The current model in ``folder``, or None when there is none or it does not fit this
-        code's feature list (a model from another version is never misread)."""
+        """The current model in ``folder``, or None when there is none or it is not ``usable``."""
         pointer = folder / "current"
         if not pointer.exists():
             return None
@@ -111,11 +127,9 @@ class LearnedRanker:
             card = json.loads((target / CARD_FILE).read_text())
         except (OSError, ValueError):
             return None
-        if list(card.get("features", [])) != list(FEATURES) or not card.get("serves", False):
+        if not cls.usable(card):
             return None
-        import lightgbm as lgb
-
-        return cls(lgb.Booster(model_file=str(target / MODEL_FILE)), card)
+        return cls.from_text((target / MODEL_FILE).read_text(), card)
 
 
 def save_card(folder: Path, card: dict[str, Any]) -> Path:

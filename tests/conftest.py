@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,22 @@ def hm_catalog() -> Path:
     if not path.is_file():
         pytest.skip(f"H&M sample data not found at {path} (see ../shared/data/README.md)")
     return path
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards. Needs
+    SHOPREC_TEST_DATABASE_URL (scripts/test.sh starts a throw-away server and sets it)."""
+    import uuid
+
+    base = os.environ.get("SHOPREC_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("needs PostgreSQL: set SHOPREC_TEST_DATABASE_URL (scripts/test.sh starts a throw-away one)")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

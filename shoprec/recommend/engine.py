@@ -447,22 +447,21 @@ class RecommendEngine:
         """Delete a user's events and attributes and recount what they fed (popularity,
         co-occurrence, user-kNN, the ranked feed's state) from the events that remain. Returns how
         many events were removed."""
-        with self._behaviour_lock:
+        with self._behaviour_lock, self.ranked.lock:
             with self.events.transaction() as conn:
+                self._catch_up(conn)  # so that the watermark can drop to the newest event left, below
                 removed = conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)).fetchone()[0]
                 self.online.forget(conn, user_id)
                 items = EventStore.delete_user(conn, user_id)
                 self.segments.forget(conn, user_id)
                 self.popularity.recount(conn, items)
                 EventStore.reset_clock(conn)
-                generation = self.events.bump(conn, FORGET)  # every other worker rebuilds
-            missed = generation != self._known.get(FORGET, 0) + 1  # another worker's forget, not seen yet
-            self._known[FORGET] = generation
-            if missed:
-                self._rebuild()
-            else:
-                self._behaviour = None  # rebuilt from the remaining events on next use
-                self.ranked.on_forget(user_id)
+                # every other worker rebuilds; this one was caught up, so it only drops the user
+                self._known[FORGET] = self.events.bump(conn, FORGET)
+                # SQLite may hand the deleted ids out again: followers see ids above what is left
+                self._watermark = self.events.last_id(conn)
+            self._behaviour = None  # rebuilt from the remaining events on next use
+            self.ranked.on_forget(user_id)
         self.events.checkpoint()
         return int(removed)
 

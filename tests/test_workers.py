@@ -1,0 +1,201 @@
+"""Several workers over one behaviour database (shoprec issue 13): each keeps its in-memory state
+(co-purchases, the ranked feed's event log) fresh by reading the others' events by id, rebuilds
+when someone was forgotten anywhere, and serves a new ranker version without a restart.
+
+In-process (both backends, deterministic: ``refresh(force=True)`` instead of waiting) and with two
+real ``shoprec serve`` processes on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from shoprec.config import Settings
+from shoprec.indexing.edge import EdgeStore
+from shoprec.indexing.server import ServerStore
+from shoprec.indexing.store import ItemPoint
+from shoprec.recommend.events import Event
+from shoprec.recommend.segments import UserRow
+from shoprec.service import Shoprec
+
+GROUPS, PER_GROUP, DIM = 6, 4, 8
+
+
+def items() -> list[ItemPoint]:
+    """Six groups of four near-identical items: a shopper's items pull their group into the feed."""
+    rng = np.random.default_rng(0)
+    out = []
+    for g in range(GROUPS):
+        for n in range(PER_GROUP):
+            v = np.eye(DIM, dtype=np.float32)[g] + rng.normal(0, 0.05, DIM).astype(np.float32)
+            out.append(ItemPoint(f"g{g}-{n}", {"text": v, "image": v, "joint": v},
+                                 {"title": f"item {g}-{n}", "category": f"c{g}", "price": 1.0, "in_stock": True,
+                                  "created_at": "2020-01-01T00:00:00Z"}))
+    return out
+
+
+def popular_elsewhere() -> list[dict]:
+    """Other shoppers buy group 5: a newcomer's feed is group 5 first."""
+    return [{"user_id": f"o{i}", "item_id": f"g5-{i % PER_GROUP}", "type": "purchase", "ts": "2024-05-01T10:00:00Z"}
+            for i in range(8)]
+
+
+def shopper() -> list[dict]:
+    return [{"user_id": "u", "item_id": "g2-0", "type": "purchase", "ts": "2024-05-02T10:00:00Z"},
+            {"user_id": "u", "item_id": "g2-1", "type": "view", "ts": "2024-05-02T10:00:00Z"}]
+
+
+def group2(ids: list[str]) -> int:
+    return sum(i.startswith("g2-") for i in ids)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def workers(request, tmp_path) -> Iterator[tuple[Shoprec, Shoprec]]:
+    """Two services over one events database and one vector store (what two hosts would share)."""
+    store = ServerStore(QdrantClient(":memory:"))
+    store.ensure_collection({"text": DIM, "image": DIM, "joint": DIM})
+    store.upsert(items())
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    settings = Settings(store=tmp_path / "store", profile_vector="text", database_url=url,
+                        events_db=tmp_path / "events.sqlite", min_free_mb=0, ranker_retrain_events=0)
+    a, b = Shoprec(settings, store=store), Shoprec(settings, store=store)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def feed(svc: Shoprec) -> list[str]:
+    return [r.id for r in svc.engine.recommend_user("u", 6)]
+
+
+def test_a_worker_follows_another_workers_events_and_forget(workers):
+    a, b = workers
+    a.engine.ingest([Event(**e) for e in popular_elsewhere()])
+    cold = feed(b)  # B loads its state now: what follows reaches it only by following A
+    assert group2(cold) == 0
+    a.engine.ingest([Event(**e) for e in shopper()])
+    b.engine.refresh(force=True)
+    assert group2(feed(b)) == 4 and feed(b) == feed(a)
+    assert b.engine.stats()["events"] == 10
+
+    assert a.engine.forget_user("u") == 2
+    b.engine.refresh(force=True)
+    assert b.engine.history("u") == [] and not b.engine.ranked.has_history("u")
+    assert feed(b) == cold
+    # B writes after A's forget: its own events come right after the ones it followed
+    b.engine.ingest([Event(**{**shopper()[0], "user_id": "v"})])
+    a.engine.refresh(force=True)
+    assert a.engine.ranked.has_history("v") and b.engine.ranked.has_history("v")
+
+
+def test_a_worker_serves_a_ranker_version_trained_elsewhere(workers):
+    a, b = workers
+    assert "no ranker trained yet" in b.engine.ranking_status()["why"]
+    a.engine.ranked.models.save({"version": "v-elsewhere", "reason": "too few events to train", "serves": False},
+                                None)
+    b.engine.refresh(force=True)
+    assert b.engine.ranking_status()["why"] == "hand-tuned blend: too few events to train"
+
+
+def test_new_user_attributes_reach_the_other_worker(workers):
+    a, b = workers
+    assert b.engine.segments.count() == 0
+    a.engine.add_users([UserRow(1, "n", {"age": "30"})])
+    b.engine.refresh(force=True)
+    assert b.engine.segments.count() == 1
+
+
+# ---------------------------------------------------------------------------- two real processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _call(port: int, method: str, path: str, body: object = None) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _serve(store: Path, port: int, url: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "SHOPREC_PROFILE_VECTOR": "text", "SHOPREC_RANKER": "blend", "SHOPREC_DATABASE_URL": url,
+           "SHOPREC_REFRESH_INTERVAL_S": "0.5", "SHOPREC_RANKER_RETRAIN_EVENTS": "0",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port), "--store", str(store)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+def _feed(port: int) -> list[str]:
+    return [r["id"] for r in _call(port, "GET", "/users/u/recommendations?k=6")["results"]]
+
+
+def _until(check, what: str, limit_s: float = 20.0) -> None:
+    """Wait for ``check`` (liveness, not speed: bench/bench_events_pg.py measures the staleness)."""
+    deadline = time.monotonic() + limit_s
+    while not check():
+        assert time.monotonic() < deadline, f"worker B never saw {what}"
+        time.sleep(0.05)
+
+
+def test_two_serve_processes_share_one_postgres(pg_url, tmp_path):
+    # Qdrant Edge is embedded and single-process: each worker gets its own copy of one small store
+    # (with a Qdrant server they would share the collection); the behaviour state is what they share.
+    built = tmp_path / "built"
+    edge = EdgeStore(built)
+    edge.ensure_collection({"text": DIM, "image": DIM, "joint": DIM})
+    edge.upsert(items())
+    edge.close()
+    ports = _free_port(), _free_port()
+    procs = []
+    try:
+        for name, port in zip("ab", ports):
+            shutil.copytree(built, tmp_path / name)
+            procs.append(_serve(tmp_path / name, port, pg_url, tmp_path / f"{name}.log"))
+        a, b = ports
+        assert _call(a, "POST", "/events", popular_elsewhere())["ingested"] == 8
+        _until(lambda: _feed(b)[0].startswith("g5-"), "the other shoppers' purchases")
+        assert group2(_feed(b)) == 0
+
+        assert _call(a, "POST", "/events", shopper())["ingested"] == 2
+        _until(lambda: group2(_feed(b)) == 4, "the shopper's events")
+        assert _feed(b) == _feed(a)
+
+        assert _call(a, "DELETE", "/users/u")["events_removed"] == 2
+        assert _call(b, "GET", "/users/u/history")["events"] == []
+        _until(lambda: group2(_feed(b)) == 0, "the forget")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

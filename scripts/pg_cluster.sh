@@ -34,17 +34,19 @@ shoprec_pg_start() {
     run=(runuser -u postgres --)
   fi
   SHOPREC_PG_DIR=$(mktemp -d /tmp/shoprec-pg.XXXXXX)
-  [ "$(id -u)" = "0" ] && chown postgres "$SHOPREC_PG_DIR"
+  SHOPREC_PG_BIN=$bin
+  SHOPREC_PG_RUN="${run[*]}"
+  trap shoprec_pg_stop EXIT
+  if [ "$(id -u)" = "0" ]; then chown postgres "$SHOPREC_PG_DIR"; fi
   local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "${run[@]}" "$bin/initdb" -D "$SHOPREC_PG_DIR/data" -U shoprec -A trust --no-sync -E UTF8 >/dev/null
+  "${run[@]}" "$bin/initdb" -D "$SHOPREC_PG_DIR/data" -U shoprec -A trust --no-sync -E UTF8 >/dev/null || return 1
   # fsync off: a throw-away cluster for tests, nothing to keep after a crash
   "${run[@]}" "$bin/pg_ctl" -D "$SHOPREC_PG_DIR/data" -l "$SHOPREC_PG_DIR/log" -w -s \
-    -o "-p $port -k $SHOPREC_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start
-  export SHOPREC_PG_DIR SHOPREC_PG_BIN="$bin" SHOPREC_PG_RUN="${run[*]}"
-  "$bin/createdb" -h 127.0.0.1 -p "$port" -U shoprec shoprec_test
+    -o "-p $port -k $SHOPREC_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start \
+    || { cat "$SHOPREC_PG_DIR/log" >&2; return 1; }
+  "$bin/createdb" -h 127.0.0.1 -p "$port" -U shoprec shoprec_test || return 1
   export SHOPREC_TEST_DATABASE_URL="postgresql://shoprec@127.0.0.1:$port/shoprec_test"
-  trap shoprec_pg_stop EXIT
 }
 
 shoprec_pg_stop() {
@@ -54,4 +56,4 @@ shoprec_pg_stop() {
   fi
 }
 
-shoprec_pg_start
+shoprec_pg_start || echo "could not start PostgreSQL: the PostgreSQL tests will be skipped" >&2

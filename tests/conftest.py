@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,48 @@ def pg_url() -> Iterator[str]:
     yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def serve_process(tmp_path) -> Iterator[Callable[..., tuple[subprocess.Popen, int]]]:
+    """Start a real ``shoprec serve`` (uvicorn) on a store, with extra environment, on ``port`` (a
+    free one by default); returns (process, port) once it answers /health. Whatever still runs at
+    the end of the test is stopped."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    started: list[subprocess.Popen] = []
+
+    def start(store: Path, port: int | None = None, **env: str) -> tuple[subprocess.Popen, int]:
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        log = tmp_path / f"serve-{port}-{len(started)}.log"
+        full = {**os.environ, "SHOPREC_PROFILE_VECTOR": "text", "SHOPREC_RANKER": "blend", **env,
+                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                               os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.Popen([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port),
+                                 "--store", str(store)], env=full, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        started.append(proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return proc, port
+            except OSError:
+                time.sleep(0.1)
+        proc.kill()
+        raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -8,11 +8,7 @@ id), and a client retrying a write whose answer it lost applied it again.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -258,29 +254,6 @@ def test_item_upserts_replay_their_first_answer(indexed_demo):
 
 
 # ---------------------------------------------------------------------------- kill -9 mid-stream
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(store: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "SHOPREC_PROFILE_VECTOR": "text", "SHOPREC_RANKER": "blend",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port), "--store", str(store)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 def _post(port: int, batch: list[dict], timeout: float = 5.0) -> int:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/events", data=json.dumps(batch).encode(),
                                      headers={"content-type": "application/json"}, method="POST")
@@ -288,7 +261,7 @@ def _post(port: int, batch: list[dict], timeout: float = 5.0) -> int:
         return r.status
 
 
-def test_every_acknowledged_event_survives_kill_9_exactly_once(tmp_path):
+def test_every_acknowledged_event_survives_kill_9_exactly_once(tmp_path, serve_process):
     store = tmp_path / "store"
     edge = EdgeStore(store)
     edge.ensure_collection({"text": 4, "image": 4, "joint": 4})
@@ -297,8 +270,7 @@ def test_every_acknowledged_event_survives_kill_9_exactly_once(tmp_path):
     batches = [[event(user=f"u{b % 7}", item=f"i{1 + (b + n) % 3}", event_id=f"b{b}-n{n}") for n in range(20)]
                for b in range(400)]
     acked: list[int] = []
-    port = _free_port()
-    server = _start_server(store, port)
+    server, port = serve_process(store)
     enough = threading.Event()
 
     def send() -> None:
@@ -328,7 +300,7 @@ def test_every_acknowledged_event_survives_kill_9_exactly_once(tmp_path):
     assert wanted <= set(stored) and set(stored.values()) == {1}
 
     # The client retries everything it did not see acknowledged (and, to be sure, the rest too).
-    server = _start_server(store, port)
+    server, _ = serve_process(store, port)
     try:
         retried = [number for number in range(len(acked) + 3)]
         for number in retried:

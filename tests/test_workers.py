@@ -9,15 +9,10 @@ real ``shoprec serve`` processes on PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,38 +114,12 @@ def test_new_user_attributes_reach_the_other_worker(workers):
 
 
 # ---------------------------------------------------------------------------- two real processes
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(port: int, method: str, path: str, body: object = None) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
                                      data=None if body is None else json.dumps(body).encode(),
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as r:
         return json.loads(r.read())
-
-
-def _serve(store: Path, port: int, url: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "SHOPREC_PROFILE_VECTOR": "text", "SHOPREC_RANKER": "blend", "SHOPREC_DATABASE_URL": url,
-           "SHOPREC_REFRESH_INTERVAL_S": "0.5", "SHOPREC_RANKER_RETRAIN_EVENTS": "0",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port), "--store", str(store)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
 
 
 def _feed(port: int) -> list[str]:
@@ -165,7 +134,7 @@ def _until(check, what: str, limit_s: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_two_serve_processes_share_one_postgres(pg_url, tmp_path):
+def test_two_serve_processes_share_one_postgres(pg_url, tmp_path, serve_process):
     # Qdrant Edge is embedded and single-process: each worker gets its own copy of one small store
     # (with a Qdrant server they would share the collection); the behaviour state is what they share.
     built = tmp_path / "built"
@@ -173,29 +142,20 @@ def test_two_serve_processes_share_one_postgres(pg_url, tmp_path):
     edge.ensure_collection({"text": DIM, "image": DIM, "joint": DIM})
     edge.upsert(items())
     edge.close()
-    ports = _free_port(), _free_port()
-    procs = []
-    try:
-        for name, port in zip("ab", ports):
-            shutil.copytree(built, tmp_path / name)
-            procs.append(_serve(tmp_path / name, port, pg_url, tmp_path / f"{name}.log"))
-        a, b = ports
-        assert _call(a, "POST", "/events", popular_elsewhere())["ingested"] == 8
-        _until(lambda: _feed(b)[0].startswith("g5-"), "the other shoppers' purchases")
-        assert group2(_feed(b)) == 0
+    ports = []
+    for name in "ab":
+        shutil.copytree(built, tmp_path / name)
+        ports.append(serve_process(tmp_path / name, SHOPREC_DATABASE_URL=pg_url, SHOPREC_REFRESH_INTERVAL_S="0.5",
+                                   SHOPREC_RANKER_RETRAIN_EVENTS="0")[1])
+    a, b = ports
+    assert _call(a, "POST", "/events", popular_elsewhere())["ingested"] == 8
+    _until(lambda: _feed(b)[0].startswith("g5-"), "the other shoppers' purchases")
+    assert group2(_feed(b)) == 0
 
-        assert _call(a, "POST", "/events", shopper())["ingested"] == 2
-        _until(lambda: group2(_feed(b)) == 4, "the shopper's events")
-        assert _feed(b) == _feed(a)
+    assert _call(a, "POST", "/events", shopper())["ingested"] == 2
+    _until(lambda: group2(_feed(b)) == 4, "the shopper's events")
+    assert _feed(b) == _feed(a)
 
-        assert _call(a, "DELETE", "/users/u")["events_removed"] == 2
-        assert _call(b, "GET", "/users/u/history")["events"] == []
-        _until(lambda: group2(_feed(b)) == 0, "the forget")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    assert _call(a, "DELETE", "/users/u")["events_removed"] == 2
+    assert _call(b, "GET", "/users/u/history")["events"] == []
+    _until(lambda: group2(_feed(b)) == 0, "the forget")

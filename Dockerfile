@@ -15,7 +15,8 @@ RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.14.1 torchvision==0.29.1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shoprec ./shoprec
-RUN pip install .
+# the postgres extra: several workers share behaviour state in PostgreSQL (SHOPREC_DATABASE_URL)
+RUN pip install ".[postgres]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin shoprec \
@@ -34,5 +35,6 @@ EXPOSE 8000
 # No curl in slim images: the healthcheck is the venv's own Python.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
-# One worker: the embedded store is single-process, and the behaviour model lives in memory.
+# One worker per container: the embedded store is single-process. Several containers share a Qdrant
+# server and PostgreSQL (docker-compose.yml), each following the others' events.
 CMD ["shoprec", "serve", "--host", "0.0.0.0", "--port", "8000"]

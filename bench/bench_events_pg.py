@@ -35,6 +35,7 @@ from shoprec.config import Settings  # noqa: E402
 from shoprec.db import redact  # noqa: E402
 from shoprec.recommend.engine import RecommendEngine  # noqa: E402
 from shoprec.recommend.events import EventRow, read_events  # noqa: E402
+from shoprec.remote import Remote  # noqa: E402
 from shoprec.service import Shoprec  # noqa: E402
 
 from bench_store_real import pct as ms  # noqa: E402  (the same percentile-in-ms helper)
@@ -102,12 +103,11 @@ def ingest_and_feed(settings: Settings, store, events: Path, users: int, batch: 
     return {"ingested": report.ingested, "whole": whole, "batched": batched, "feed": times}
 
 
-def _call(port: int, method: str, path: str, body: object = None) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
+def _post_events(port: int, events: list[dict]) -> None:
+    """POST /events; returns once acknowledged (200)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/events", method="POST", data=json.dumps(events).encode(),
                                      headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.loads(r.read())
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def _serve(store: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -117,7 +117,7 @@ def _serve(store: Path, port: int, env: dict[str, str], log: Path) -> subprocess
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            _call(port, "GET", "/health")
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
             return proc
         except OSError:
             time.sleep(0.2)
@@ -133,15 +133,15 @@ def staleness(store: Path, tmp: Path, env: dict[str, str], items: list[str], tri
             copy = tmp / f"worker-{port0 + n}"  # Qdrant Edge is single-process: one store copy each
             shutil.copytree(store, copy)
             procs.append(_serve(copy, port0 + n, env, tmp / f"worker-{port0 + n}.log"))
-        a, b = port0, port0 + 1
-        feed = lambda user: [r["id"] for r in _call(b, "GET", f"/users/{user}/recommendations?k=10")["results"]]  # noqa: E731
+        a, worker_b = port0, Remote(f"http://127.0.0.1:{port0 + 1}")
+        feed = lambda user: [r["id"] for r in worker_b.recommend(user, 10, None, False, {})["results"]]  # noqa: E731
         out = []
         for trial in range(trials):
             user = f"bench-{uuid.uuid4().hex[:8]}"
             cold = feed(user)
             event = {"user_id": user, "item_id": items[trial % len(items)], "type": "purchase",
                      "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            _call(a, "POST", "/events", [event])
+            _post_events(a, [event])
             acked = time.perf_counter()
             while feed(user) == cold:
                 if time.perf_counter() - acked > 30:

@@ -233,3 +233,11 @@ def test_ranker_versions_in_the_models_table(db):
     loaded = models.load()
     assert models.version() == "v2" and loaded is not None and loaded.version == "v2"
     assert np.allclose(loaded.score(x), LearnedRanker(booster, card).score(x))
+
+
+def test_an_unreachable_postgres_is_unavailable_and_its_password_stays_hidden():
+    from shoprec import storage
+
+    with pytest.raises(storage.StoreUnavailable, match=r"postgresql://shop:\*\*\*@127\.0\.0\.1:1/shop") as err:
+        EventStore("postgresql://shop:s3cret@127.0.0.1:1/shop")
+    assert "s3cret" not in str(err.value) and "SHOPREC_DATABASE_URL" in str(err.value)

@@ -122,8 +122,8 @@ def _call(port: int, method: str, path: str, body: object = None) -> dict:
         return json.loads(r.read())
 
 
-def _feed(port: int) -> list[str]:
-    return [r["id"] for r in _call(port, "GET", "/users/u/recommendations?k=6")["results"]]
+def _feed(port: int, user: str = "u") -> list[str]:
+    return [r["id"] for r in _call(port, "GET", f"/users/{user}/recommendations?k=6")["results"]]
 
 
 def _until(check, what: str, limit_s: float = 20.0) -> None:
@@ -149,7 +149,10 @@ def test_two_serve_processes_share_one_postgres(pg_url, tmp_path, serve_process)
                                    SHOPREC_RANKER_RETRAIN_EVENTS="0")[1])
     a, b = ports
     assert _call(a, "POST", "/events", popular_elsewhere())["ingested"] == 8
-    _until(lambda: _feed(b)[0].startswith("g5-"), "the other shoppers' purchases")
+    # a new shopper each time: a feed B cached before it followed would be reused for up to
+    # SHOPREC_FEED_CACHE_TTL_S (other shoppers' events do not invalidate it, on one worker either)
+    probes = iter(range(10_000))
+    _until(lambda: _feed(b, f"probe-{next(probes)}")[0].startswith("g5-"), "the other shoppers' purchases")
     assert group2(_feed(b)) == 0
 
     assert _call(a, "POST", "/events", shopper())["ingested"] == 2

@@ -153,7 +153,8 @@ class RecommendEngine:
         # workers on other hosts share the database, not a folder: there models are rows
         models = (DatabaseModels(self.events) if self.events.db.dialect == "postgres"
                   else FileModels(s.ranker_dir or Path(s.store) / "ranker"))
-        return RankedFeed(self.store, s, self.events, self.vector, self.segments, models, lambda: self._watermark)
+        return RankedFeed(self.store, s, self.events, self.vector, self.segments, models, lambda: self._watermark,
+                          self._behaviour_lock)
 
     def items_changed(self, item_ids: Sequence[str] | None) -> None:
         """Items were (re)indexed or deleted (None: the whole catalog): drop what depended on them."""
@@ -363,14 +364,16 @@ class RecommendEngine:
         if not force and now < self._next_refresh:
             return
         self._next_refresh = now + self.settings.refresh_interval_s
-        generations = self.events.generations()
-        with self._behaviour_lock, self.ranked.lock:
-            self._catch_up(self.events.conn(), generations)
-        self.ranked.check_model()
+        with self._behaviour_lock:
+            self._catch_up(self.events.conn())
+        if is_built(self, "ranked"):  # `complementary` alone never builds the ranked feed
+            self.ranked.check_model()
 
-    def _catch_up(self, conn: Conn, generations: dict[str, int] | None = None) -> None:
-        """Under both state locks: bring memory up to what ``conn`` sees committed."""
-        seen = generations if generations is not None else self.events.generations(conn)
+    def _catch_up(self, conn: Conn) -> None:
+        """Under the state lock (the ranked feed loads its state under it too): bring memory up to
+        what ``conn`` sees committed (the counters first: a forget committed after they were read
+        is caught by the next look)."""
+        seen = self.events.generations(conn)
         if seen[FORGET] != self._known.get(FORGET):
             self._rebuild(conn)
         else:
@@ -380,19 +383,22 @@ class RecommendEngine:
                 self._watermark = rows[-1][0]
         if seen[USERS] != self._known.get(USERS):
             self.segments.reload()
-            self.ranked.attributes_changed()
+            if is_built(self, "ranked"):
+                self.ranked.attributes_changed()
         self._known = dict(seen)
 
     def _rebuild(self, conn: Conn | None = None) -> None:
         """Drop the in-memory behaviour state; it is loaded again, up to the newest event, on next use."""
-        with self._behaviour_lock, self.ranked.lock:
+        with self._behaviour_lock:
             self._behaviour = None
-            self.ranked.reset()
+            if is_built(self, "ranked"):
+                self.ranked.reset()
             self._watermark = self.events.last_id(conn)
 
     def _fold(self, events: Sequence[Event]) -> None:
         """Another worker's events into the in-memory models (their items' payloads from the store)."""
-        loaded = self._behaviour is not None or self.ranked.loaded
+        ranked = self.ranked if is_built(self, "ranked") else None
+        loaded = self._behaviour is not None or (ranked is not None and ranked.loaded)
         ids = list(dict.fromkeys(e.item_id for e in events))
         hits = {h.item_id: h for h in self.store.retrieve(ids, with_vectors=[self.vector])} if loaded else {}
         if self._behaviour is not None:
@@ -400,7 +406,8 @@ class RecommendEngine:
                 payload = hits[e.item_id].payload if e.item_id in hits else {}
                 self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), payload.get("category"),
                                     reasons.product_code(payload))
-        self.ranked.on_events(events, hits)
+        if ranked is not None:
+            ranked.on_events(events, hits)
 
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:

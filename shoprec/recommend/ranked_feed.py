@@ -52,9 +52,11 @@ def _single_threaded_blas() -> Any:
 
 class RankedFeed:
     def __init__(self, store: VectorStore, settings: Settings, events: EventStore, vector: str,
-                 segments: Segments, models: ModelStore, upto: Callable[[], int] | None = None) -> None:
+                 segments: Segments, models: ModelStore, upto: Callable[[], int] | None = None,
+                 state_lock: threading.RLock | None = None) -> None:
         """``upto``: the highest events.id the engine's in-memory state holds (the pipeline loads
-        the events up to it; later ones arrive through ``on_events``)."""
+        the events up to it; later ones arrive through ``on_events``); ``state_lock``: held by the
+        engine while it moves that mark, and here while the pipeline loads."""
         self.store = store
         self.settings = settings
         self.events = events
@@ -62,6 +64,7 @@ class RankedFeed:
         self.segments = segments
         self.models = models
         self._upto = upto or (lambda: None)  # type: ignore[return-value]
+        self._state_lock = state_lock or threading.RLock()
         self._pipeline: RankingPipeline | None = None
         self._ranker: Ranker | None = None
         self._model_version: str | None = None
@@ -95,7 +98,10 @@ class RankedFeed:
         return self._pipeline is not None
 
     def pipeline(self) -> RankingPipeline:
-        with self._lock:
+        p = self._pipeline
+        if p is not None:
+            return p
+        with self._state_lock, self._lock:  # the engine's order: its state lock, then this one
             if self._pipeline is None:
                 table = ItemTable()
                 for hit in self.store.scroll(fields=_FIELDS, with_vectors=[self.vector]):
@@ -267,8 +273,8 @@ class RankedFeed:
     def train(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
         """Train on the shop's events, save the model card (and the model when it serves) and
         switch to it at once."""
+        serving = self.pipeline()  # loaded before this lock is taken: the lock order is the engine's
         with self._lock:
-            serving = self.pipeline()
             # its own pipeline: training's cut-time caches must not evict (or be mistaken for) the
             # serving ones. Same neighbour search as serving (Qdrant, then the catalogue as it was
             # at the cut): with exact search inside the catalogue of the cut, training saw more

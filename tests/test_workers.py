@@ -148,6 +148,7 @@ def test_two_serve_processes_share_one_postgres(pg_url, tmp_path, serve_process)
         ports.append(serve_process(tmp_path / name, SHOPREC_DATABASE_URL=pg_url, SHOPREC_REFRESH_INTERVAL_S="0.5",
                                    SHOPREC_RANKER_RETRAIN_EVENTS="0")[1])
     a, b = ports
+    assert _call(b, "GET", "/health")["database"] == "postgres"
     assert _call(a, "POST", "/events", popular_elsewhere())["ingested"] == 8
     # a new shopper each time: a feed B cached before it followed would be reused for up to
     # SHOPREC_FEED_CACHE_TTL_S (other shoppers' events do not invalidate it, on one worker either)

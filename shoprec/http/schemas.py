@@ -118,6 +118,8 @@ class Health(BaseModel):
     space_reason: str | None = None
     ranker: str | None = Field(None, description="'blend' or 'lightgbm@VERSION'.")
     ranker_reason: str | None = None
+    database: str | None = Field(None, description="Where behaviour state lives: 'sqlite' or 'postgres' "
+                                 "(its address is not shown: /health is open).")
 
 
 class UsersReport(BaseModel):

@@ -22,14 +22,15 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 def health(svc: Service) -> Response | Health:
-    """Liveness and readiness: 200 with the item count once the store answers, else 503."""
+    """Liveness and readiness: 200 with the item count once the store and the events database
+    answer, else 503 (a database URL's password never appears in the detail)."""
     try:
         items = svc.count()
+        ranking = svc.engine.ranking_status()  # reads the events database (and follows other workers)
     except Exception as err:  # noqa: BLE001 - any store failure means "not ready", never a 500
         return JSONResponse(Health(status="unavailable", detail=str(err)).model_dump(), status_code=503)
-    ranking = svc.engine.ranking_status()
     return Health(status="ok", items=items, space=ranking["space"], space_reason=ranking["space_reason"],
-                  ranker=ranking["ranker"], ranker_reason=ranking["why"])
+                  ranker=ranking["ranker"], ranker_reason=ranking["why"], database=svc.engine.events.db.dialect)
 
 
 @router.get("/metrics", dependencies=READ, response_class=Response,

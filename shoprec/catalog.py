@@ -116,9 +116,8 @@ class Product(BaseModel):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
     def payload(self) -> dict[str, Any]:
-        """Catalog fields as stored in Qdrant (in_stock as 0/1: Edge cannot match booleans)."""
+        """Catalog fields as the store's payload (the store writes ``in_stock`` in its own form)."""
         data = self.model_dump(mode="json", exclude_none=True)
-        data["in_stock"] = int(self.in_stock)
         data["item_id"] = data.pop("id")
         return data
 

@@ -133,7 +133,5 @@ def public_item(item_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     for name in PUBLIC_ITEM_FIELDS:
         if name != "id" and name in payload:
             item[name] = payload[name]
-    if "in_stock" in item:
-        item["in_stock"] = bool(item["in_stock"])  # stored as 0/1 (Edge cannot match booleans)
     item["image_url"] = image_url(item_id, payload)
     return item

@@ -83,7 +83,7 @@ class ItemFilter:
 
 
 class VectorStore(Protocol):
-    """What shoprec needs from Qdrant. Payload ``in_stock`` is stored as int 0/1 (Edge quirk)."""
+    """What shoprec needs from Qdrant. ``in_stock`` is stored as 0/1 (Edge never matches booleans) and read back as a boolean."""
 
     def ensure_collection(self, dense_dims: dict[str, int]) -> None:
         """Create the collection (named dense vectors + sparse ``lexical``, payload indexes on
@@ -166,6 +166,14 @@ def stored_payload(point: ItemPoint) -> dict[str, Any]:
     price = payload.get("price")
     if isinstance(price, (int, float)) and not isinstance(price, bool):
         payload["price"] = float(price)
+    return payload
+
+
+def read_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload as the rest of shoprec sees it: ``in_stock`` a boolean again, so the 0/1
+    storage quirk never leaves the store."""
+    if isinstance(payload.get("in_stock"), int) and not isinstance(payload["in_stock"], bool):
+        payload = {**payload, "in_stock": bool(payload["in_stock"])}
     return payload
 
 

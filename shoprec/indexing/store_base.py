@@ -30,6 +30,7 @@ from .store import (
     dense_vectors,
     fetch_fields,
     point_id,
+    read_payload,
     restrict_payload,
     stored_payload,
     vector_names,
@@ -210,7 +211,8 @@ class StoreBase(ABC):
         payload = rec.payload or {}
         item_id = str(payload.get("item_id", rec.id))
         score = float(getattr(rec, "score", 0.0) or 0.0)  # Records (retrieve/scroll) have none
-        return Hit(item_id, score, restrict_payload(payload, fields), dense_vectors(rec.vector, vector_names))
+        return Hit(item_id, score, read_payload(restrict_payload(payload, fields)),
+                   dense_vectors(rec.vector, vector_names))
 
     def _vector_names(self, with_vectors: WithVectors) -> list[str]:
         return vector_names(with_vectors, self._known_dims())

@@ -2,7 +2,7 @@
 
 The store applies filters inside the ANN query; results that come from behaviour
 (co-purchases, trending) are fetched by id, so the same rules are checked here — with the
-store's semantics: a price bound excludes items without a price, ``in_stock`` compares 0/1.
+store's semantics: a price bound excludes items without a price, an item without ``in_stock`` never matches it.
 """
 
 from __future__ import annotations

@@ -166,8 +166,8 @@ def test_forget_bumps_its_generation_and_later_ids_follow_the_remaining_ones(db)
 
 def test_served_lists_impressions_and_attributions(db):
     tracker = Tracker(db)
-    served = tracker.record("feed", "u1", Assignment(None, "control", Overrides()), ["i1", "i2"])
-    other = tracker.record("similar", None, Assignment("exp", "b", Overrides()), ["i3"])
+    served = tracker.record("feed", "u1", Assignment(None, "control", Overrides()), ["i1", "i2"], 0)
+    other = tracker.record("similar", None, Assignment("exp", "b", Overrides()), ["i3"], 0)
     tracker.flush()
     tracker.flush()  # nothing pending: a no-op
     with db.transaction() as conn:
@@ -187,6 +187,21 @@ def test_served_lists_impressions_and_attributions(db):
     with db.transaction() as conn:
         EventStore.delete_user(conn, "u1")
     assert stats.counters(db.conn()) == [("lists_served", "exp", "similar", "b", 1)]
+
+
+def test_a_list_computed_before_a_forget_elsewhere_is_dropped_unwritten(db):
+    tracker = Tracker(db)
+    control = Assignment(None, "control", Overrides())
+    before = tracker.record("feed", "u1", control, ["i1"], db.forgets(db.conn()))
+    anonymous = tracker.record("trending", None, control, ["i2"], db.forgets(db.conn()))
+    with db.transaction() as conn:  # another worker forgets u1: this tracker never hears who
+        EventStore.delete_user(conn, "u1")
+        db.bump(conn, FORGET)
+    after = tracker.record("feed", "u2", control, ["i3"], db.forgets(db.conn()))
+    tracker.flush()
+    assert {r[0] for r in db.conn().execute("SELECT rec_id FROM recs")} == {anonymous.rec_id, after.rec_id}
+    with db.transaction() as conn:  # nothing of u1 stays pending to be written later either
+        assert tracker.lookup(conn, [before.rec_id]) == {}
 
 
 def test_popularity_add_top_and_recount(db):

@@ -96,6 +96,41 @@ def test_a_worker_follows_another_workers_events_and_forget(workers):
     assert a.engine.ranked.has_history("v") and b.engine.ranked.has_history("v")
 
 
+#: Every table that holds a user id (a forget must leave none of the user's rows in any of them).
+USER_TABLES = ("events", "recs", "impressions", "attributions", "user_attributes")
+
+
+def rows_of(svc: Shoprec, user: str) -> dict[str, int]:
+    conn = svc.engine.events.conn()
+    return {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", (user,)).fetchone()[0]
+            for t in USER_TABLES}
+
+
+def test_a_list_served_just_before_another_workers_forget_is_never_written(workers):
+    a, b = workers
+    a.engine.ingest([Event(**e) for e in popular_elsewhere() + shopper()])
+    a.engine.add_users([UserRow(1, "u", {"age": "30"})])
+    shown = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))
+    a.engine.ingest([Event(user_id="u", item_id=shown.results[0].id, type=t, rec_id=shown.rec_id,
+                           ts="2024-05-03T10:00:00Z") for t in ("impression", "click")])  # list written too
+    again = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))  # still in A's buffer
+    anonymous = a.serve("trending", None, lambda o: a.trending(6))
+    assert all(rows_of(a, "u").values())
+
+    b.engine.forget_user("u")
+    a.engine.online.tracker.flush()  # A has not yet looked at the database since the forget
+
+    assert rows_of(a, "u") == dict.fromkeys(USER_TABLES, 0)
+    written = {r[0] for r in a.engine.events.conn().execute("SELECT rec_id FROM recs")}
+    assert again.rec_id not in written and anonymous.rec_id in written
+    # a list begun after A saw the forget is the returning shopper's own: it is kept
+    a.engine.refresh(force=True)
+    later = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))
+    a.engine.online.tracker.flush()
+    assert rows_of(a, "u")["recs"] == 1 and later.rec_id in {
+        r[0] for r in a.engine.events.conn().execute("SELECT rec_id FROM recs")}
+
+
 def test_a_worker_serves_a_ranker_version_trained_elsewhere(workers):
     a, b = workers
     assert "no ranker trained yet" in b.engine.ranking_status()["why"]

@@ -409,6 +409,12 @@ class RecommendEngine:
         if ranked is not None:
             ranked.on_events(events, hits)
 
+    def forgets_seen(self) -> int:
+        """The forget generation this worker has seen committed (it may lag the database by a
+        refresh, or be 0 before the events database is opened: a list stamped with it is then
+        dropped after any newer forget, never kept wrongly)."""
+        return self._known.get(FORGET, 0)
+
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
         """Learn the feed's ranker from this shop's events (time self-split; see ranking/training.py).
@@ -464,9 +470,12 @@ class RecommendEngine:
                 self.popularity.recount(conn, items)
                 EventStore.reset_clock(conn)
                 # every other worker rebuilds; this one was caught up, so it only drops the user
-                self._known[FORGET] = self.events.bump(conn, FORGET)
+                generation = self.events.bump(conn, FORGET)
                 # SQLite may hand the deleted ids out again: followers see ids above what is left
                 self._watermark = self.events.last_id(conn)
+            # Only once committed: answers begun from now on are stamped with it (forgets_seen),
+            # and they can no longer read the user's rows.
+            self._known[FORGET] = generation
             self._behaviour = None  # rebuilt from the remaining events on next use
             self.ranked.on_forget(user_id)
         self.events.checkpoint()

@@ -148,6 +148,27 @@ def test_new_user_attributes_reach_the_other_worker(workers):
     assert b.engine.segments.count() == 1
 
 
+def test_a_worker_keeps_serving_from_memory_while_the_database_is_away(workers, monkeypatch, caplog):
+    from shoprec.storage import StoreUnavailable
+
+    caplog.set_level("INFO", "shoprec.engine")
+    a, _ = workers
+    a.engine.ingest([Event(**e) for e in popular_elsewhere()])
+    before = [r.id for r in a.engine.complementary(["g5-0"], k=3)]
+
+    def away(conn=None):
+        raise StoreUnavailable("could not read events PostgreSQL at postgresql://shop:***@db/shop: refused")
+
+    monkeypatch.setattr(a.engine.events, "generations", away)
+    for _ in range(2):
+        a.engine.refresh(force=True)  # the follower does not raise: the request is answered from memory
+        assert [r.id for r in a.engine.complementary(["g5-0"], k=3)] == before
+    assert len([r for r in caplog.records if "not following other workers" in r.getMessage()]) == 1
+    monkeypatch.undo()
+    a.engine.refresh(force=True)
+    assert any("following other workers again" in r.getMessage() for r in caplog.records)
+
+
 # ---------------------------------------------------------------------------- two real processes
 def _call(port: int, method: str, path: str, body: object = None) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import storage
 from . import schema
-from .base import EVENTS_CHANNEL, Database, redact
+from .base import EVENTS_CHANNEL, Database, redact, scrub
 
 log = logging.getLogger("shoprec.db")
 
@@ -115,7 +115,12 @@ class PostgresDatabase(Database):
             with self._errors("connect to"):
                 # one direct connection first: a wrong URL or a server that is down fails now, with
                 # the server's reason, instead of after the pool's retries
-                psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+                try:
+                    psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+                except psycopg.ProgrammingError as err:  # libpq could not parse the URL
+                    raise storage.StoreUnavailable(
+                        f"SHOPREC_DATABASE_URL is not a valid PostgreSQL URL ({scrub(str(err), url)}): expected "
+                        "postgresql://USER:PASSWORD@HOST:5432/DB, special characters percent-encoded") from None
                 self._pool.open(wait=True, timeout=timeout_s)
             with self.transaction() as conn:
                 for stmt in schema.statements("postgres"):
@@ -134,9 +139,8 @@ class PostgresDatabase(Database):
             raise storage.StoreFull(f"the PostgreSQL server {self.location} is out of disk space: could not "
                                     f"{action}. Free some space and retry.") from err
         except (psycopg.OperationalError, PoolTimeout) as err:
-            reason = (str(err).strip().splitlines() or ["no answer"])[0].replace(self.url, self.location)
-            raise storage.StoreUnavailable(
-                f"could not {action} PostgreSQL at {self.location}: {reason} (SHOPREC_DATABASE_URL)") from err
+            raise storage.StoreUnavailable(f"could not {action} PostgreSQL at {self.location}: "
+                                           f"{scrub(str(err), self.url)} (SHOPREC_DATABASE_URL)") from err
 
     def conn(self) -> Connection | _Reader:
         """The open transaction's connection on this thread, else a pooled reader."""
@@ -171,24 +175,34 @@ class PostgresDatabase(Database):
         conn.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
 
     def listen(self, on_wake: Callable[[], None], every_s: float, stop: threading.Event) -> threading.Thread:
+        def wake() -> None:
+            try:
+                on_wake()
+            except Exception:  # noqa: BLE001 - the follower must outlive one bad refresh
+                log.exception("refresh after a notification failed")
+
         def run() -> None:
+            lost = False  # said once per outage: a restarting server must not flood the log
             while not stop.is_set():
                 try:
-                    with psycopg.connect(self.url, autocommit=True) as raw:
+                    with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as raw:
                         raw.execute(f"LISTEN {EVENTS_CHANNEL}")
+                        if lost:
+                            log.info("event notifications from %s are back", self.location)
+                            lost = False
                         while not stop.is_set():
+                            wake()  # first: what was committed while no one listened
                             # wakes on the first notification, or after every_s (the polling floor)
                             for _ in raw.notifies(timeout=every_s, stop_after=1):
                                 pass
-                            if not stop.is_set():
-                                on_wake()
-                except psycopg.OperationalError as err:
-                    log.warning("event notifications from %s lost (%s); retrying", self.location,
-                                str(err).strip().splitlines()[0] if str(err).strip() else "closed")
-                    stop.wait(every_s)
-                except Exception:  # noqa: BLE001 - the follower must outlive one bad refresh
-                    log.exception("refresh after a notification failed")
-                    stop.wait(every_s)
+                except psycopg.Error as err:
+                    if not lost:
+                        log.warning("event notifications from %s lost (%s); polling every %gs until they are back",
+                                    self.location, scrub(str(err), self.url), every_s)
+                        lost = True
+                        continue  # reconnect at once: most losses are one dropped connection
+                    if not stop.wait(every_s):
+                        wake()  # the polling floor while the server is away
 
         thread = threading.Thread(target=run, name="shoprec-events-listener", daemon=True)
         thread.start()

@@ -219,3 +219,42 @@ def test_two_serve_processes_share_one_postgres(pg_url, tmp_path, serve_process)
     assert _call(a, "DELETE", "/users/u")["events_removed"] == 2
     assert _call(b, "GET", "/users/u/history")["events"] == []
     _until(lambda: group2(_feed(b)) == 0, "the forget")
+
+
+def test_postgres_going_away_is_a_503_without_its_address_and_coming_back_serves_again(pg_proxy, tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from shoprec.http import create_app
+
+    url, proxy = pg_proxy
+    url = url.replace("postgresql://shoprec@", "postgresql://shoprec:s3cret@", 1)  # trust auth ignores it
+    store = ServerStore(QdrantClient(":memory:"))
+    store.ensure_collection({"text": DIM, "image": DIM, "joint": DIM})
+    store.upsert(items())
+    settings = Settings(store=tmp_path / "store", profile_vector="text", database_url=url, min_free_mb=0,
+                        ranker_retrain_events=0)
+    svc = Shoprec(settings, store=store)
+    try:
+        with TestClient(create_app(service=svc)) as client:
+            assert client.post("/events", json=popular_elsewhere()).status_code == 200
+            assert client.get("/health").json()["database"] == "postgres"
+            complements = client.get("/items/g5-0/complementary?k=3").json()["results"]
+            proxy.down()
+            health = client.get("/health")
+            feed_ = client.get("/users/u/recommendations?k=3")
+            write = client.post("/events", json=shopper())
+            assert (health.status_code, feed_.status_code, write.status_code) == (503, 503, 503)
+            for answer in (health, feed_, write):
+                text = answer.text
+                assert "s3cret" not in text and "\n" not in answer.json().get("detail", "x")
+            assert "127.0.0.1" not in health.text  # /health is open: no address
+            # a part served from memory alone still answers
+            still = client.get("/items/g5-0/complementary?k=3")
+            assert still.status_code == 200, still.text
+            assert [r["id"] for r in still.json()["results"]] == [r["id"] for r in complements]
+            proxy.up()  # the pool reconnects after its back-off
+            _until(lambda: client.get("/health").status_code == 200, "PostgreSQL back")
+            assert client.post("/events", json=shopper()).status_code == 200
+    finally:
+        svc.close()
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)

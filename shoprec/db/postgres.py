@@ -30,6 +30,8 @@ log = logging.getLogger("shoprec.db")
 
 #: Key of the advisory lock every writer takes (any constant shared by all workers).
 _WRITE_LOCK_KEY = 0x5EC0_0001
+#: Longest wait for a pooled connection while the server is known to be away.
+_AWAY_WAIT_S = 1.0
 
 
 class Row(tuple):
@@ -95,7 +97,7 @@ class _Reader:
         self._db = db
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
-        with self._db._errors("read events"), self._db._pool.connection() as raw:
+        with self._db._connection("read events from") as raw:
             cur = raw.execute(_sql(sql), tuple(params))
             return _Result(cur.fetchall() if cur.description else [])
 
@@ -108,9 +110,11 @@ class PostgresDatabase(Database):
         self.location = redact(url)
         self._local = threading.local()
         self._write_lock = threading.RLock()  # threads of this process queue here, not in the pool
+        # check: a connection broken by a server restart is replaced before use, not failed on
         self._pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), timeout=timeout_s, open=False,
                                     kwargs={"autocommit": True, "row_factory": _rows},
-                                    name="shoprec")
+                                    check=ConnectionPool.check_connection, name="shoprec")
+        self._away = False  # the last use failed to reach the server (see _connection)
         try:
             with self._errors("connect to"):
                 # one direct connection first: a wrong URL or a server that is down fails now, with
@@ -142,6 +146,19 @@ class PostgresDatabase(Database):
             raise storage.StoreUnavailable(f"could not {action} PostgreSQL at {self.location}: "
                                            f"{scrub(str(err), self.url)} (SHOPREC_DATABASE_URL)") from err
 
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection, its faults as storage errors. While the server is known to be away
+        a request waits at most _AWAY_WAIT_S for one, not the pool's full timeout: requests answer
+        503 at once instead of each holding a thread for seconds."""
+        try:
+            with self._errors(action), self._pool.connection(timeout=_AWAY_WAIT_S if self._away else None) as raw:
+                self._away = False
+                yield raw
+        except storage.StoreUnavailable:
+            self._away = True
+            raise
+
     def conn(self) -> Connection | _Reader:
         """The open transaction's connection on this thread, else a pooled reader."""
         current = getattr(self._local, "conn", None)
@@ -154,7 +171,7 @@ class PostgresDatabase(Database):
             if current is not None:  # nested use by the same thread: join the outer one
                 yield current
                 return
-            with self._errors("record events in"), self._pool.connection() as raw:
+            with self._connection("record events in") as raw:
                 with raw.transaction():
                     raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_KEY,))
                     conn = self._local.conn = Connection(raw)
@@ -165,7 +182,7 @@ class PostgresDatabase(Database):
 
     def scan(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
         """A server-side cursor: a rebuild streams every event without holding them all twice."""
-        with self._errors("read events from"), self._pool.connection() as raw, raw.transaction():
+        with self._connection("read events from") as raw, raw.transaction():
             with raw.cursor(name="shoprec_scan") as cur:
                 cur.itersize = 20_000
                 cur.execute(_sql(sql), params)
@@ -196,6 +213,7 @@ class PostgresDatabase(Database):
                             for _ in raw.notifies(timeout=every_s, stop_after=1):
                                 pass
                 except psycopg.Error as err:
+                    self._away = True  # requests need not wait the pool's full timeout to learn it
                     if not lost:
                         log.warning("event notifications from %s lost (%s); polling every %gs until they are back",
                                     self.location, scrub(str(err), self.url), every_s)

@@ -83,11 +83,15 @@ class Tracker:
         return served
 
     def _run(self) -> None:
+        failing = False  # said once per fault, not once a second
         while not self._stop.wait(self.flush_every_s):
             try:
                 self.flush()
-            except StoreError as err:  # a full disk: keep serving, say why lists are missing
-                log.warning("served lists not recorded: %s", err)
+                failing = False
+            except StoreError as err:  # a full disk, a database away: keep serving, say why lists wait
+                if not failing:
+                    log.warning("served lists not recorded yet (kept to retry): %s", err)
+                failing = True
             except Exception:  # noqa: BLE001 - the thread must outlive one bad write
                 log.exception("served lists not recorded")
 

@@ -527,6 +527,9 @@ def _serve_app(settings: Settings, host: str, port: int, access_log: bool = Fals
     from shoprec.service import Shoprec
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    # While PostgreSQL is away the pool says so in three lines per reconnect attempt; the engine says
+    # it once (RecommendEngine.refresh) and every request that needs it answers 503 with the reason.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     service = Shoprec(settings)
     try:
         service.engine.open()  # the store and events database now: a StoreError is one line (_Commands)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,20 @@ class Settings(BaseSettings):
         None, description="PostgreSQL URL (postgresql://USER:PASSWORD@HOST:5432/DB) of the behaviour state "
         "(events, popularity, served lists, ranker versions) shared by several `shoprec serve` workers; "
         "unset: the SQLite file (events_db). The password is never shown.")
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        # any other scheme would be opened as a SQLite file named like the URL; the value itself is
+        # not repeated (it holds a password)
+        from .db import is_server_url  # light: no driver is imported
+
+        if not url:  # set but empty (a compose file's default): unset
+            return None
+        if not is_server_url(url):
+            raise ValueError("must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:5432/DB); "
+                             "leave it unset for the SQLite file (SHOPREC_EVENTS_DB)")
+        return url
+
     database_pool_size: int = Field(8, ge=2, description="PostgreSQL connections each worker keeps at most.")
     refresh_interval_s: float = Field(
         1.0, gt=0, description="Longest a worker goes without reading other workers' new events, forgets, "

@@ -153,7 +153,10 @@ class Shoprec:
         that impressions, clicks and purchases naming the rec_id are credited to it."""
         online = self.engine.online
         assignment = online.assign(user_id)
-        return online.serve(surface, user_id, assignment, answer(assignment.overrides))
+        # Read before the answer reads anything of the user's: if they are forgotten (here or in
+        # another worker) before the list is written, it is dropped unwritten (online/tracking.py).
+        forgets = self.engine.forgets_seen()
+        return online.serve(surface, user_id, assignment, answer(assignment.overrides), forgets)
 
     def online_stats(self, experiment: str | None = None, since: str | None = None) -> dict[str, Any]:
         """Online measures per surface x variant x day (see shoprec/online/stats.py)."""

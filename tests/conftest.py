@@ -105,3 +105,87 @@ def serve_process(tmp_path) -> Iterator[Callable[..., tuple[subprocess.Popen, in
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class TcpProxy:
+    """A TCP forwarder in front of a server: ``down()`` drops every connection and refuses new
+    ones (what a restarting or unreachable PostgreSQL looks like to its clients), ``up()`` serves again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._serving = threading.Event()
+        self._serving.set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if not self._serving.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def down(self) -> None:
+        import socket
+
+        self._serving.clear()
+        with self._lock:
+            for s in self._open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._open.clear()
+
+    def up(self) -> None:
+        self._serving.set()
+
+    def close(self) -> None:
+        self.down()
+        self._server.close()
+
+
+@pytest.fixture
+def pg_proxy(pg_url) -> Iterator[tuple[str, TcpProxy]]:
+    """``pg_url`` through a TcpProxy: (the URL through it, the proxy) to take PostgreSQL away and back."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    yield pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}", 1), proxy
+    proxy.close()

@@ -166,8 +166,8 @@ def test_forget_bumps_its_generation_and_later_ids_follow_the_remaining_ones(db)
 
 def test_served_lists_impressions_and_attributions(db):
     tracker = Tracker(db)
-    served = tracker.record("feed", "u1", Assignment(None, "control", Overrides()), ["i1", "i2"])
-    other = tracker.record("similar", None, Assignment("exp", "b", Overrides()), ["i3"])
+    served = tracker.record("feed", "u1", Assignment(None, "control", Overrides()), ["i1", "i2"], 0)
+    other = tracker.record("similar", None, Assignment("exp", "b", Overrides()), ["i3"], 0)
     tracker.flush()
     tracker.flush()  # nothing pending: a no-op
     with db.transaction() as conn:
@@ -187,6 +187,21 @@ def test_served_lists_impressions_and_attributions(db):
     with db.transaction() as conn:
         EventStore.delete_user(conn, "u1")
     assert stats.counters(db.conn()) == [("lists_served", "exp", "similar", "b", 1)]
+
+
+def test_a_list_computed_before_a_forget_elsewhere_is_dropped_unwritten(db):
+    tracker = Tracker(db)
+    control = Assignment(None, "control", Overrides())
+    before = tracker.record("feed", "u1", control, ["i1"], db.forgets(db.conn()))
+    anonymous = tracker.record("trending", None, control, ["i2"], db.forgets(db.conn()))
+    with db.transaction() as conn:  # another worker forgets u1: this tracker never hears who
+        EventStore.delete_user(conn, "u1")
+        db.bump(conn, FORGET)
+    after = tracker.record("feed", "u2", control, ["i3"], db.forgets(db.conn()))
+    tracker.flush()
+    assert {r[0] for r in db.conn().execute("SELECT rec_id FROM recs")} == {anonymous.rec_id, after.rec_id}
+    with db.transaction() as conn:  # nothing of u1 stays pending to be written later either
+        assert tracker.lookup(conn, [before.rec_id]) == {}
 
 
 def test_popularity_add_top_and_recount(db):
@@ -241,3 +256,64 @@ def test_an_unreachable_postgres_is_unavailable_and_its_password_stays_hidden():
     with pytest.raises(storage.StoreUnavailable, match=r"postgresql://shop:\*\*\*@127\.0\.0\.1:1/shop") as err:
         EventStore("postgresql://shop:s3cret@127.0.0.1:1/shop")
     assert "s3cret" not in str(err.value) and "SHOPREC_DATABASE_URL" in str(err.value)
+
+
+def test_a_malformed_database_url_is_named_and_its_password_stays_hidden():
+    from pydantic import ValidationError
+
+    from shoprec import storage
+    from shoprec.db import redact
+
+    with pytest.raises(storage.StoreUnavailable, match="SHOPREC_DATABASE_URL is not a valid PostgreSQL URL") as err:
+        EventStore("postgresql://shop:s3c ret@127.0.0.1:1/shop")  # libpq quotes the part it cannot parse
+    assert "s3c" not in str(err.value) and err.value.__cause__ is None
+    assert redact("postgresql://shop:p@ss@db/shop") == "postgresql://shop:***@db/shop"
+    with pytest.raises(ValidationError, match="must be a PostgreSQL URL") as bad:
+        Settings(database_url="mysql://shop:s3cret@db/shop")
+    assert bad.value.errors()[0]["loc"] == ("database_url",) and "s3cret" not in bad.value.errors()[0]["msg"]
+    assert Settings(database_url="").database_url is None  # set but empty: the SQLite file
+
+
+def test_the_listener_reconnects_after_losing_its_connection_and_says_so_once(pg_url, caplog):
+    import threading
+    import time
+
+    import psycopg
+
+    from shoprec.db.postgres import PostgresDatabase
+
+    db = PostgresDatabase(pg_url)
+    wakes: list[float] = []
+    stop = threading.Event()
+
+    def listeners() -> list[int]:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")]
+
+    def until(check, what: str) -> None:  # liveness, not speed
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    thread = db.listen(lambda: wakes.append(time.monotonic()), every_s=60.0, stop=stop)
+    try:
+        until(lambda: len(listeners()) == 1 and wakes, "the listener never started")
+        first = listeners()[0]
+        for _ in range(2):  # two losses in a row: one warning while it is down
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")
+        until(lambda: listeners() and listeners()[0] != first, "the listener never reconnected")
+        seen = len(wakes)
+        with db.transaction() as conn:
+            db.notify(conn, "1")
+        until(lambda: len(wakes) > seen, "a notification after the reconnect never woke the follower")
+        assert thread.is_alive()
+        lost = [r for r in caplog.records if "notifications" in r.getMessage() and "lost" in r.getMessage()]
+        assert 1 <= len(lost) <= 2 and all("s3cret" not in r.getMessage() for r in lost)
+    finally:
+        stop.set()
+        with db.transaction() as conn:
+            db.notify(conn, "stop")
+        thread.join(10)
+        db.close()

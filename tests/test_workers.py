@@ -96,6 +96,41 @@ def test_a_worker_follows_another_workers_events_and_forget(workers):
     assert a.engine.ranked.has_history("v") and b.engine.ranked.has_history("v")
 
 
+#: Every table that holds a user id (a forget must leave none of the user's rows in any of them).
+USER_TABLES = ("events", "recs", "impressions", "attributions", "user_attributes")
+
+
+def rows_of(svc: Shoprec, user: str) -> dict[str, int]:
+    conn = svc.engine.events.conn()
+    return {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", (user,)).fetchone()[0]
+            for t in USER_TABLES}
+
+
+def test_a_list_served_just_before_another_workers_forget_is_never_written(workers):
+    a, b = workers
+    a.engine.ingest([Event(**e) for e in popular_elsewhere() + shopper()])
+    a.engine.add_users([UserRow(1, "u", {"age": "30"})])
+    shown = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))
+    a.engine.ingest([Event(user_id="u", item_id=shown.results[0].id, type=t, rec_id=shown.rec_id,
+                           ts="2024-05-03T10:00:00Z") for t in ("impression", "click")])  # list written too
+    again = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))  # still in A's buffer
+    anonymous = a.serve("trending", None, lambda o: a.trending(6))
+    assert all(rows_of(a, "u").values())
+
+    b.engine.forget_user("u")
+    a.engine.online.tracker.flush()  # A has not yet looked at the database since the forget
+
+    assert rows_of(a, "u") == dict.fromkeys(USER_TABLES, 0)
+    written = {r[0] for r in a.engine.events.conn().execute("SELECT rec_id FROM recs")}
+    assert again.rec_id not in written and anonymous.rec_id in written
+    # a list begun after A saw the forget is the returning shopper's own: it is kept
+    a.engine.refresh(force=True)
+    later = a.serve("feed", "u", lambda o: a.recommend("u", 6, overrides=o))
+    a.engine.online.tracker.flush()
+    assert rows_of(a, "u")["recs"] == 1 and later.rec_id in {
+        r[0] for r in a.engine.events.conn().execute("SELECT rec_id FROM recs")}
+
+
 def test_a_worker_serves_a_ranker_version_trained_elsewhere(workers):
     a, b = workers
     assert "no ranker trained yet" in b.engine.ranking_status()["why"]
@@ -111,6 +146,27 @@ def test_new_user_attributes_reach_the_other_worker(workers):
     a.engine.add_users([UserRow(1, "n", {"age": "30"})])
     b.engine.refresh(force=True)
     assert b.engine.segments.count() == 1
+
+
+def test_a_worker_keeps_serving_from_memory_while_the_database_is_away(workers, monkeypatch, caplog):
+    from shoprec.storage import StoreUnavailable
+
+    caplog.set_level("INFO", "shoprec.engine")
+    a, _ = workers
+    a.engine.ingest([Event(**e) for e in popular_elsewhere()])
+    before = [r.id for r in a.engine.complementary(["g5-0"], k=3)]
+
+    def away(conn=None):
+        raise StoreUnavailable("could not read events PostgreSQL at postgresql://shop:***@db/shop: refused")
+
+    monkeypatch.setattr(a.engine.events, "generations", away)
+    for _ in range(2):
+        a.engine.refresh(force=True)  # the follower does not raise: the request is answered from memory
+        assert [r.id for r in a.engine.complementary(["g5-0"], k=3)] == before
+    assert len([r for r in caplog.records if "not following other workers" in r.getMessage()]) == 1
+    monkeypatch.undo()
+    a.engine.refresh(force=True)
+    assert any("following other workers again" in r.getMessage() for r in caplog.records)
 
 
 # ---------------------------------------------------------------------------- two real processes
@@ -163,3 +219,42 @@ def test_two_serve_processes_share_one_postgres(pg_url, tmp_path, serve_process)
     assert _call(a, "DELETE", "/users/u")["events_removed"] == 2
     assert _call(b, "GET", "/users/u/history")["events"] == []
     _until(lambda: group2(_feed(b)) == 0, "the forget")
+
+
+def test_postgres_going_away_is_a_503_without_its_address_and_coming_back_serves_again(pg_proxy, tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from shoprec.http import create_app
+
+    url, proxy = pg_proxy
+    url = url.replace("postgresql://shoprec@", "postgresql://shoprec:s3cret@", 1)  # trust auth ignores it
+    store = ServerStore(QdrantClient(":memory:"))
+    store.ensure_collection({"text": DIM, "image": DIM, "joint": DIM})
+    store.upsert(items())
+    settings = Settings(store=tmp_path / "store", profile_vector="text", database_url=url, min_free_mb=0,
+                        ranker_retrain_events=0)
+    svc = Shoprec(settings, store=store)
+    try:
+        with TestClient(create_app(service=svc)) as client:
+            assert client.post("/events", json=popular_elsewhere()).status_code == 200
+            assert client.get("/health").json()["database"] == "postgres"
+            complements = client.get("/items/g5-0/complementary?k=3").json()["results"]
+            proxy.down()
+            health = client.get("/health")
+            feed_ = client.get("/users/u/recommendations?k=3")
+            write = client.post("/events", json=shopper())
+            assert (health.status_code, feed_.status_code, write.status_code) == (503, 503, 503)
+            for answer in (health, feed_, write):
+                text = answer.text
+                assert "s3cret" not in text and "\n" not in answer.json().get("detail", "x")
+            assert "127.0.0.1" not in health.text  # /health is open: no address
+            # a part served from memory alone still answers
+            still = client.get("/items/g5-0/complementary?k=3")
+            assert still.status_code == 200, still.text
+            assert [r["id"] for r in still.json()["results"]] == [r["id"] for r in complements]
+            proxy.up()  # the pool reconnects after its back-off
+            _until(lambda: client.get("/health").status_code == 200, "PostgreSQL back")
+            assert client.post("/events", json=shopper()).status_code == 200
+    finally:
+        svc.close()
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 #: A connection of either backend, as ``Database.conn()`` / ``transaction()`` hand it out:
 #: ``execute(sql, params)`` and ``executemany`` with ``?`` placeholders; rows index by position
@@ -20,8 +21,20 @@ EVENTS_CHANNEL = "shoprec_events"
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (for /health, stats, logs and error messages)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """``url`` without its password (for /health, stats, logs and error messages): everything
+    between the user and the last ``@``, so an unescaped ``@`` in a password hides the rest too."""
+    return re.sub(r"(://[^:/@]+):.*@", r"\1:***@", url)
+
+
+def scrub(message: str, url: str) -> str:
+    """The first line of a driver's error ``message`` about ``url``, with the URL and its password
+    redacted (libpq quotes the part of a URL it cannot parse, which may be the password)."""
+    line = (message.strip().splitlines() or ["no answer"])[0].replace(url, redact(url))
+    found = re.search(r"://[^:/@]+:(.*)@", url)
+    if found and found.group(1):
+        for secret in {found.group(1), unquote(found.group(1))}:
+            line = line.replace(secret, "***")
+    return line
 
 
 class Database(ABC):

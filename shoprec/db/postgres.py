@@ -24,12 +24,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import storage
 from . import schema
-from .base import EVENTS_CHANNEL, Database, redact
+from .base import EVENTS_CHANNEL, Database, redact, scrub
 
 log = logging.getLogger("shoprec.db")
 
 #: Key of the advisory lock every writer takes (any constant shared by all workers).
 _WRITE_LOCK_KEY = 0x5EC0_0001
+#: Longest wait for a pooled connection while the server is known to be away.
+_AWAY_WAIT_S = 1.0
 
 
 class Row(tuple):
@@ -95,7 +97,7 @@ class _Reader:
         self._db = db
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
-        with self._db._errors("read events"), self._db._pool.connection() as raw:
+        with self._db._connection("read events from") as raw:
             cur = raw.execute(_sql(sql), tuple(params))
             return _Result(cur.fetchall() if cur.description else [])
 
@@ -108,14 +110,21 @@ class PostgresDatabase(Database):
         self.location = redact(url)
         self._local = threading.local()
         self._write_lock = threading.RLock()  # threads of this process queue here, not in the pool
+        # check: a connection broken by a server restart is replaced before use, not failed on
         self._pool = ConnectionPool(url, min_size=1, max_size=max(2, pool_size), timeout=timeout_s, open=False,
                                     kwargs={"autocommit": True, "row_factory": _rows},
-                                    name="shoprec")
+                                    check=ConnectionPool.check_connection, name="shoprec")
+        self._away = False  # the last use failed to reach the server (see _connection)
         try:
             with self._errors("connect to"):
                 # one direct connection first: a wrong URL or a server that is down fails now, with
                 # the server's reason, instead of after the pool's retries
-                psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+                try:
+                    psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+                except psycopg.ProgrammingError as err:  # libpq could not parse the URL
+                    raise storage.StoreUnavailable(
+                        f"SHOPREC_DATABASE_URL is not a valid PostgreSQL URL ({scrub(str(err), url)}): expected "
+                        "postgresql://USER:PASSWORD@HOST:5432/DB, special characters percent-encoded") from None
                 self._pool.open(wait=True, timeout=timeout_s)
             with self.transaction() as conn:
                 for stmt in schema.statements("postgres"):
@@ -134,9 +143,21 @@ class PostgresDatabase(Database):
             raise storage.StoreFull(f"the PostgreSQL server {self.location} is out of disk space: could not "
                                     f"{action}. Free some space and retry.") from err
         except (psycopg.OperationalError, PoolTimeout) as err:
-            reason = (str(err).strip().splitlines() or ["no answer"])[0].replace(self.url, self.location)
-            raise storage.StoreUnavailable(
-                f"could not {action} PostgreSQL at {self.location}: {reason} (SHOPREC_DATABASE_URL)") from err
+            raise storage.StoreUnavailable(f"could not {action} PostgreSQL at {self.location}: "
+                                           f"{scrub(str(err), self.url)} (SHOPREC_DATABASE_URL)") from err
+
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection, its faults as storage errors. While the server is known to be away
+        a request waits at most _AWAY_WAIT_S for one, not the pool's full timeout: requests answer
+        503 at once instead of each holding a thread for seconds."""
+        try:
+            with self._errors(action), self._pool.connection(timeout=_AWAY_WAIT_S if self._away else None) as raw:
+                self._away = False
+                yield raw
+        except storage.StoreUnavailable:
+            self._away = True
+            raise
 
     def conn(self) -> Connection | _Reader:
         """The open transaction's connection on this thread, else a pooled reader."""
@@ -150,7 +171,7 @@ class PostgresDatabase(Database):
             if current is not None:  # nested use by the same thread: join the outer one
                 yield current
                 return
-            with self._errors("record events in"), self._pool.connection() as raw:
+            with self._connection("record events in") as raw:
                 with raw.transaction():
                     raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_KEY,))
                     conn = self._local.conn = Connection(raw)
@@ -161,7 +182,7 @@ class PostgresDatabase(Database):
 
     def scan(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Any]:
         """A server-side cursor: a rebuild streams every event without holding them all twice."""
-        with self._errors("read events from"), self._pool.connection() as raw, raw.transaction():
+        with self._connection("read events from") as raw, raw.transaction():
             with raw.cursor(name="shoprec_scan") as cur:
                 cur.itersize = 20_000
                 cur.execute(_sql(sql), params)
@@ -171,24 +192,35 @@ class PostgresDatabase(Database):
         conn.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, payload))
 
     def listen(self, on_wake: Callable[[], None], every_s: float, stop: threading.Event) -> threading.Thread:
+        def wake() -> None:
+            try:
+                on_wake()
+            except Exception:  # noqa: BLE001 - the follower must outlive one bad refresh
+                log.exception("refresh after a notification failed")
+
         def run() -> None:
+            lost = False  # said once per outage: a restarting server must not flood the log
             while not stop.is_set():
                 try:
-                    with psycopg.connect(self.url, autocommit=True) as raw:
+                    with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as raw:
                         raw.execute(f"LISTEN {EVENTS_CHANNEL}")
+                        if lost:
+                            log.info("event notifications from %s are back", self.location)
+                            lost = False
                         while not stop.is_set():
+                            wake()  # first: what was committed while no one listened
                             # wakes on the first notification, or after every_s (the polling floor)
                             for _ in raw.notifies(timeout=every_s, stop_after=1):
                                 pass
-                            if not stop.is_set():
-                                on_wake()
-                except psycopg.OperationalError as err:
-                    log.warning("event notifications from %s lost (%s); retrying", self.location,
-                                str(err).strip().splitlines()[0] if str(err).strip() else "closed")
-                    stop.wait(every_s)
-                except Exception:  # noqa: BLE001 - the follower must outlive one bad refresh
-                    log.exception("refresh after a notification failed")
-                    stop.wait(every_s)
+                except psycopg.Error as err:
+                    self._away = True  # requests need not wait the pool's full timeout to learn it
+                    if not lost:
+                        log.warning("event notifications from %s lost (%s); polling every %gs until they are back",
+                                    self.location, scrub(str(err), self.url), every_s)
+                        lost = True
+                        continue  # reconnect at once: most losses are one dropped connection
+                    if not stop.wait(every_s):
+                        wake()  # the polling floor while the server is away
 
         thread = threading.Thread(target=run, name="shoprec-events-listener", daemon=True)
         thread.start()

@@ -37,11 +37,12 @@ class OnlineMeasurement:
         return self.experiments.assign(user_id)
 
     def serve(self, surface: str, user_id: str | None, assignment: Assignment,
-              results: "Sequence[Recommendation]") -> "Served":
-        """Give an answer its own rec_id and positions (a cached list is copied, never changed)."""
+              results: "Sequence[Recommendation]", forgets_seen: int) -> "Served":
+        """Give an answer its own rec_id and positions (a cached list is copied, never changed).
+        ``forgets_seen``: the forget generation read before the answer was computed."""
         from ..results import Served
 
-        served = self.tracker.record(surface, user_id, assignment, [r.id for r in results])
+        served = self.tracker.record(surface, user_id, assignment, [r.id for r in results], forgets_seen)
         return Served(rec_id=served.rec_id, surface=surface, experiment=assignment.experiment,
                       variant=assignment.variant,
                       results=[r.model_copy(update={"position": i}) for i, r in enumerate(results, start=1)])

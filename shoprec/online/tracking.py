@@ -6,6 +6,14 @@ to a buffer and a background thread writes the buffer about once a second; an in
 the stats and shutdown write it first (inside their own transaction), so no event ever refers
 to a list that is not on disk. A crash can lose the last second of served lists: events naming
 them are then refused as naming an unknown rec_id, never credited to the wrong list.
+
+A forget (in this worker or any other sharing the database) must leave no list of its user behind,
+yet a list computed just before it may still sit in a buffer, or still be computing. Each list
+carries the forget generation its worker had seen when the answer began (``forgets_seen``); the
+write reads the current generation under the write lock, and a list of a named user computed
+under an older one is dropped unwritten. Who was forgotten is not recorded anywhere (that would
+be a row of theirs), so the lists of other shoppers served in that second are dropped too: like
+a crash, it loses about a second of served lists, never a forgotten user's.
 """
 
 from __future__ import annotations
@@ -54,29 +62,36 @@ class Tracker:
     def __init__(self, events: "EventStore", flush_every_s: float = 1.0) -> None:
         self.events = events
         self.flush_every_s = flush_every_s
-        self._pending: dict[str, ServedList] = {}
+        #: rec_id -> (list, the forget generation its answer was computed under)
+        self._pending: dict[str, tuple[ServedList, int]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, surface: str, user_id: str | None, assignment: Assignment,
-               item_ids: Sequence[str]) -> ServedList:
+               item_ids: Sequence[str], forgets_seen: int) -> ServedList:
+        """Buffer a served list. ``forgets_seen``: the forget generation read before the answer
+        was computed (``RecommendEngine.forgets_seen``), so a forget after that drops it."""
         served = ServedList(uuid.uuid4().hex, user_id, surface, assignment.experiment, assignment.variant,
                             time.time(), tuple(item_ids))
         with self._lock:
-            self._pending[served.rec_id] = served
+            self._pending[served.rec_id] = (served, forgets_seen)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="shoprec-served-lists", daemon=True)
                 self._thread.start()
         return served
 
     def _run(self) -> None:
+        failing = False  # said once per fault, not once a second
         while not self._stop.wait(self.flush_every_s):
             try:
                 self.flush()
-            except StoreError as err:  # a full disk: keep serving, say why lists are missing
-                log.warning("served lists not recorded: %s", err)
+                failing = False
+            except StoreError as err:  # a full disk, a database away: keep serving, say why lists wait
+                if not failing:
+                    log.warning("served lists not recorded yet (kept to retry): %s", err)
+                failing = True
             except Exception:  # noqa: BLE001 - the thread must outlive one bad write
                 log.exception("served lists not recorded")
 
@@ -97,25 +112,31 @@ class Tracker:
                 self._pending.pop(rec_id, None)
 
     def _write(self, conn: Conn) -> list[str]:
-        # Read the buffer inside the transaction: a forget (which holds the write lock while it
-        # deletes a user's lists) cannot interleave and see its user's list written after it.
+        """Insert the pending lists not computed before a forget committed; the rec_ids of all
+        pending lists (written or dropped)."""
+        # The generation and the buffer are read inside the transaction: no forget (which holds
+        # the write lock while it deletes a user's lists) can commit between this check and the insert.
+        forgets = self.events.forgets(conn)
         with self._lock:
             batch = list(self._pending.values())
+        keep = [s for s, seen in batch if s.user_id is None or seen >= forgets]
+        if len(keep) < len(batch):
+            log.info("%d served lists not recorded: computed before a forget", len(batch) - len(keep))
         conn.executemany("INSERT INTO recs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          [(s.rec_id, s.user_id, s.surface, s.experiment, s.variant, s.served_at,
-                           json.dumps(s.items)) for s in batch])
-        return [s.rec_id for s in batch]
+                           json.dumps(s.items)) for s in keep])
+        return [s.rec_id for s, _ in batch]
 
     def forget(self, user_id: str) -> None:
         """Drop a user's lists not written yet (the caller deletes the written ones)."""
         with self._lock:
-            self._pending = {k: s for k, s in self._pending.items() if s.user_id != user_id}
+            self._pending = {k: p for k, p in self._pending.items() if p[0].user_id != user_id}
 
     def lookup(self, conn: Conn, rec_ids: Iterable[str]) -> dict[str, ServedList]:
         """The served lists of these ids that exist (pending or written)."""
         ids = list(dict.fromkeys(rec_ids))
         with self._lock:
-            out = {i: self._pending[i] for i in ids if i in self._pending}
+            out = {i: self._pending[i][0] for i in ids if i in self._pending}
         rest = [i for i in ids if i not in out]
         for start in range(0, len(rest), _CHUNK):
             part = rest[start:start + _CHUNK]

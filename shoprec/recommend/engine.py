@@ -15,6 +15,7 @@ folded in) and ``refresh`` folds in what the others committed since — at most
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ from ..lazy import is_built, lazy
 from ..online.measurement import OnlineMeasurement
 from ..online.tracking import ServedList
 from ..results import Recommendation
+from ..storage import StoreUnavailable
 from . import reasons, visual
 from .event_store import FORGET, USERS, EventStore
 from .events import TRACKING_TYPES, Event, EventError, EventRow, IngestReport, read_events
@@ -44,6 +46,8 @@ from .ledger import PrefixHasher, ingested_lines
 from .popularity import Popularity
 from .rerank import mmr as mmr_select
 from .segments import Segments, UserError, UserRow, read_users
+
+log = logging.getLogger("shoprec.engine")
 
 # The co-purchase model (scipy) and the ranked feed (its pipeline and ranker) are imported where
 # they are first used, and every part that opens a file (the events database) is built on first
@@ -103,6 +107,7 @@ class RecommendEngine:
         self._next_refresh = 0.0
         self._stop_listening = threading.Event()
         self._listener: threading.Thread | None = None
+        self._following_failed = False  # said once per outage (refresh)
 
     # ------------------------------------------------------------------ parts, built on first use
     # `similar` touches only the store; `complementary` adds the co-purchase model (_cf); the feed
@@ -364,10 +369,21 @@ class RecommendEngine:
         if not force and now < self._next_refresh:
             return
         self._next_refresh = now + self.settings.refresh_interval_s
-        with self._behaviour_lock:
-            self._catch_up(self.events.conn())
-        if is_built(self, "ranked"):  # `complementary` alone never builds the ranked feed
-            self.ranked.check_model()
+        try:
+            with self._behaviour_lock:
+                self._catch_up(self.events.conn())
+            if is_built(self, "ranked"):  # `complementary` alone never builds the ranked feed
+                self.ranked.check_model()
+        except StoreUnavailable as err:
+            # The database is down: what is in memory still serves (a request that reads the
+            # database itself answers 503); one line per outage, not one per request.
+            if not self._following_failed:
+                log.warning("not following other workers until the events database answers: %s", err)
+            self._following_failed = True
+            return
+        if self._following_failed:
+            log.info("following other workers again")
+        self._following_failed = False
 
     def _catch_up(self, conn: Conn) -> None:
         """Under the state lock (the ranked feed loads its state under it too): bring memory up to
@@ -408,6 +424,12 @@ class RecommendEngine:
                                     reasons.product_code(payload))
         if ranked is not None:
             ranked.on_events(events, hits)
+
+    def forgets_seen(self) -> int:
+        """The forget generation this worker has seen committed (it may lag the database by a
+        refresh, or be 0 before the events database is opened: a list stamped with it is then
+        dropped after any newer forget, never kept wrongly)."""
+        return self._known.get(FORGET, 0)
 
     # ------------------------------------------------------------------ ranker
     def train_ranker(self, settings: TrainSettings | None = None, progress: bool = False) -> TrainReport:
@@ -464,9 +486,12 @@ class RecommendEngine:
                 self.popularity.recount(conn, items)
                 EventStore.reset_clock(conn)
                 # every other worker rebuilds; this one was caught up, so it only drops the user
-                self._known[FORGET] = self.events.bump(conn, FORGET)
+                generation = self.events.bump(conn, FORGET)
                 # SQLite may hand the deleted ids out again: followers see ids above what is left
                 self._watermark = self.events.last_id(conn)
+            # Only once committed: answers begun from now on are stamped with it (forgets_seen),
+            # and they can no longer read the user's rows.
+            self._known[FORGET] = generation
             self._behaviour = None  # rebuilt from the remaining events on next use
             self.ranked.on_forget(user_id)
         self.events.checkpoint()

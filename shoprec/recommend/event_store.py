@@ -168,6 +168,11 @@ class EventStore:
         found = {r[0]: int(r[1]) for r in rows}
         return {FORGET: found.get(FORGET, 0), USERS: found.get(USERS, 0)}
 
+    def forgets(self, conn: Any) -> int:
+        """The forget generation ``conn`` sees (served lists computed under an older one are not
+        written: see online/tracking.py)."""
+        return self.generations(conn)[FORGET]
+
     def bump(self, conn: Any, key: str) -> int:
         """Inside a write transaction: add one to a generation counter and wake the followers;
         the new value."""

@@ -14,6 +14,7 @@ from shoprec.http.deps import ItemId, Metrics, Service
 from shoprec.http.errors import ApiError
 from shoprec.http.schemas import Health
 from shoprec.images import is_remote
+from shoprec.storage import StoreError
 
 router = APIRouter(tags=["system"])
 
@@ -23,12 +24,18 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 def health(svc: Service) -> Response | Health:
     """Liveness and readiness: 200 with the item count once the store and the events database
-    answer, else 503 (a database URL's password never appears in the detail)."""
+    answer, else 503 (/health is open: the database's address is never in the detail)."""
     try:
         items = svc.count()
-        ranking = svc.engine.ranking_status()  # reads the events database (and follows other workers)
     except Exception as err:  # noqa: BLE001 - any store failure means "not ready", never a 500
         return JSONResponse(Health(status="unavailable", detail=str(err)).model_dump(), status_code=503)
+    try:
+        svc.engine.events.clock()  # a read of its own: following other workers alone never fails
+        ranking = svc.engine.ranking_status()
+    except StoreError:
+        # its message names the server (password redacted); the server log has it (RecommendEngine.refresh)
+        return JSONResponse(Health(status="unavailable", detail="the events database does not answer "
+                                   "(the server log says why)").model_dump(), status_code=503)
     return Health(status="ok", items=items, space=ranking["space"], space_reason=ranking["space_reason"],
                   ranker=ranking["ranker"], ranker_reason=ranking["why"], database=svc.engine.events.db.dialect)
 

@@ -250,6 +250,14 @@ def test_ranker_versions_in_the_models_table(db):
     assert np.allclose(loaded.score(x), LearnedRanker(booster, card).score(x))
 
 
+def test_the_models_table_keeps_only_the_newest_versions(db):
+    models = DatabaseModels(db, keep=3)
+    for v in range(6):
+        models.save({"version": f"v{v}", "serves": False}, None)
+    kept = [r[0] for r in db.conn().execute("SELECT version FROM models ORDER BY id").fetchall()]
+    assert kept == ["v3", "v4", "v5"] and models.version() == "v5"
+
+
 def test_an_unreachable_postgres_is_unavailable_and_its_password_stays_hidden():
     from shoprec import storage
 

@@ -44,9 +44,6 @@ class Row(tuple):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
 
-    def keys(self) -> list[str]:
-        return list(self._index)
-
 
 def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
     names = [c.name for c in cursor.description or ()]

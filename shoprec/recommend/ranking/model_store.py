@@ -6,7 +6,8 @@ machine (the SQLite default), every process reads the same folder.
 ``DatabaseModels``: rows of the ``models`` table (PostgreSQL). Workers on other hosts share no
 folder, but they share the database: a training run inserts a row (model text + card), the
 newest row of a name is current, and each worker compares ``version()`` when it refreshes and
-loads a new model without a restart. Old rows stay (a card history; a rollback is a re-insert).
+loads a new model without a restart. The newest ``keep`` rows stay (a card history; a rollback is
+a re-insert).
 """
 
 from __future__ import annotations
@@ -59,15 +60,20 @@ class FileModels:
 class DatabaseModels:
     """Versions in the ``models`` table of the events database (``shoprec.db``)."""
 
-    def __init__(self, events: Any, name: str = "ranker") -> None:
+    def __init__(self, events: Any, name: str = "ranker", keep: int = 20) -> None:
         self.events = events
         self.name = name
+        self.keep = keep  # newest versions kept (the card history and rollbacks)
 
     def save(self, card: dict[str, Any], ranker: LearnedRanker | None) -> None:
         body = ranker.to_text().encode("utf-8") if ranker is not None else None
         with self.events.transaction() as conn:
             conn.execute("INSERT INTO models (name, version, card, body, created_at) VALUES (?, ?, ?, ?, ?)",
                          (self.name, str(card["version"]), json.dumps(card), body, time.time()))
+            # a retrain every few thousand events would otherwise grow the table without end
+            conn.execute("DELETE FROM models WHERE name = ? AND id NOT IN "
+                         "(SELECT id FROM models WHERE name = ? ORDER BY id DESC LIMIT ?)",
+                         (self.name, self.name, self.keep))
             self.events.db.notify(conn, "model")
 
     def _current(self, columns: str) -> Any:

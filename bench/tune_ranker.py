@@ -1,0 +1,124 @@
+"""Try ranker settings on H&M's time split in minutes instead of a full `shoprec eval`.
+
+Fits the real engine on the events before the cut (as `shoprec eval` does), computes the
+training examples (`ranking/training.py`'s self-split) and every warm test customer's
+candidates once, then fits LightGBM variants on them and prints, per variant:
+- ``valid``: NDCG@10 on the self-split's newest window, fitted on the windows before it
+  (what `shoprec train` decides with; choose settings on this figure);
+- ``test``: NDCG@10 of the time split over all test customers (cold ones served by the cold
+  blend, scored as in the last full evaluation), fitted on every window, as the feed would be;
+- the candidates' recall of the test purchases (the ceiling every variant shares).
+Seeds move single models by about ±0.0007 on ``test``: a difference smaller than that is noise.
+
+    python bench/tune_ranker.py --store /work/stores/hm --label-days 56
+    python bench/tune_ranker.py --store /work/stores/hm --limits '{"trending": 300, "variant": 120}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shoprec.config import Settings  # noqa: E402
+from shoprec.evaluation import metrics  # noqa: E402
+from shoprec.evaluation.features import read_products  # noqa: E402
+from shoprec.evaluation.interactions import read_events  # noqa: E402
+from shoprec.evaluation.run import offered_at  # noqa: E402
+from shoprec.evaluation.runner import user_cases  # noqa: E402
+from shoprec.evaluation.shoprec_method import ShoprecMethod  # noqa: E402
+from shoprec.evaluation.split import time_split  # noqa: E402
+from shoprec.indexing.factory import open_store  # noqa: E402
+from shoprec.recommend.ranking import training  # noqa: E402
+from shoprec.recommend.ranking.rankers import ndcg_at  # noqa: E402
+
+_DAY = 86400.0
+COLD_NDCG = 0.0044  # the cold blend's NDCG@10 for the 91 new customers (docs/eval/report.md)
+
+
+def examples(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(args.data)
+    settings = Settings(store=args.store)
+    cut = datetime.fromisoformat(args.cut).replace(tzinfo=timezone.utc)
+    split = time_split(read_events(data / "events.jsonl"), cut)
+    offered = offered_at(split.train, read_products(data / "catalog.jsonl"), cut)
+    cases = user_cases(split.train, split.test, count_repeats=True)
+    method = ShoprecMethod(open_store(settings), settings, train_ranker=False, users_file=data / "customers.csv")
+    method.fit(split.train, offered)
+    engine = method.engine
+    assert engine is not None
+    pipeline = engine.ranked.pipeline()
+    if args.limits:
+        pipeline.settings.limits = {**pipeline.settings.limits, **json.loads(args.limits)}
+    s = training.TrainSettings(label_days=args.label_days)
+    ts = pipeline.log.arrays()[3]
+    newest, rng = float(ts.max()), np.random.default_rng(0)
+    started = time.perf_counter()
+    windows = []
+    for w in range(s.windows):
+        at = newest - s.label_days * _DAY - w * s.stride_days * _DAY
+        if at <= float(ts.min()):
+            break
+        windows.append((at, training.examples_at(pipeline, at, s.label_days, s.max_users_per_window, rng)))
+    allowed = engine.ranked._allowed_mask(pipeline.table)
+    sources, now = pipeline.sources(allowed), engine._now()
+    test = []
+    for c in cases:
+        if not c.cold_user:
+            codes, _, x = pipeline.candidates(pipeline.context(c.user_id, now, allowed), sources)
+            test.append(([pipeline.table.ids[i] for i in codes], x, c.relevant))
+    print(f"examples and candidates in {time.perf_counter() - started:.0f} s: {len(windows)} windows, "
+          f"{len(test)} warm and {len(cases) - len(test)} cold test customers, "
+          f"{np.mean([len(t[0]) for t in test]):.0f} candidates each")
+    method.close()
+    return {"windows": windows, "test": test, "cases": len(cases), "settings": s}
+
+
+def fit(windows: list[tuple[float, training.Examples]], s: training.TrainSettings, seed: int) -> Any:
+    """The model `shoprec train` would fit on these windows (its own fitting code)."""
+    chosen = training.Examples()
+    for _, ex in windows:
+        chosen.add(ex)
+    return training._fit(chosen, dataclasses.replace(s, seed=seed))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", type=Path, required=True, help="an indexed H&M store")
+    ap.add_argument("--data", default="../shared/data/hm")
+    ap.add_argument("--cut", default="2020-06-01")
+    ap.add_argument("--label-days", type=float, default=28.0)
+    ap.add_argument("--limits", help="candidates per source, JSON, over the defaults")
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    if not args.store.is_dir() or not (Path(args.data) / "events.jsonl").is_file():
+        print(f"skipped: {args.store} or {args.data}/events.jsonl not found")
+        return 0
+    d = examples(args)
+    s, test = d["settings"], d["test"]
+    valid_cut, valid = d["windows"][0]
+    before = [(at, ex) for at, ex in d["windows"] if at + s.label_days * _DAY <= valid_cut]
+    recall = np.mean([len(set(ids) & rel) / len(rel) for ids, _, rel in test])
+    print(f"candidate recall of the test purchases: {recall:.4f}")
+    for seed in range(args.seeds):
+        model = fit(before, s, seed)
+        v = ndcg_at([model.predict(x) for x in valid.x], valid.y, valid.relevant)
+        model = fit(d["windows"], s, seed)
+        warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(x), kind="stable")[:10]], rel, 10)
+                for ids, x, rel in test]
+        overall = (sum(warm) + COLD_NDCG * (d["cases"] - len(test))) / d["cases"]
+        print(f"seed {seed}: valid {v:.4f}  test {overall:.4f} (warm customers {np.mean(warm):.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -43,7 +43,7 @@ from .events import TRACKING_TYPES, Event, EventError, EventRow, IngestReport, r
 from .feed import Feed
 from .filters import narrowed
 from .ledger import PrefixHasher, ingested_lines
-from .popularity import Popularity
+from .popularity import Popularity, Sold
 from .rerank import mmr as mmr_select
 from .segments import Segments, UserError, UserRow, read_users
 
@@ -335,11 +335,11 @@ class RecommendEngine:
                 tracked, duplicates = EventStore.new_events(conn, events)
                 credited = self.online.record(conn, tracked, lists or {}) if tracked else 0
                 fresh = [e for e in tracked if e.type not in TRACKING_TYPES]  # behaviour only
-                pop_rows = [(e.item_id, hits[e.item_id].payload.get("category"), e.type, e.epoch, e.quantity)
-                            for e in fresh]
+                categories = {e.item_id: hits[e.item_id].payload.get("category") for e in fresh}
+                sold = [Sold(e.item_id, categories[e.item_id], e.type, e.epoch, e.quantity) for e in fresh]
                 if fresh:
                     EventStore.insert_events(conn, fresh)
-                    self.popularity.add(conn, pop_rows)
+                    self.popularity.add(conn, sold)
                     EventStore.advance_clock(conn, max(e.epoch for e in fresh))
                     watermark = self.events.last_id(conn)
                     self.events.db.notify(conn, str(watermark))
@@ -348,8 +348,8 @@ class RecommendEngine:
             if fresh:
                 self._watermark = watermark
             if self._behaviour is not None:
-                for e, (_, category, *_) in zip(fresh, pop_rows):
-                    self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), category,
+                for e in fresh:
+                    self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), categories[e.item_id],
                                         reasons.product_code(hits[e.item_id].payload))
             if fresh:
                 self.ranked.on_events(fresh, hits)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,17 @@ EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
 _DAY = 86400.0
 #: Default of ``Settings.popularity_max_units``.
 DEFAULT_MAX_UNITS = 3
+
+
+class Sold(NamedTuple):
+    """What popularity needs of one event: its item (and the item's category, which feeds
+    category trending and co-occurrence), what happened, when, and how many units."""
+
+    item_id: str
+    category: str | None
+    type: str
+    ts: float
+    quantity: int | None
 
 
 def counted_units(quantity: int | None, max_units: int = DEFAULT_MAX_UNITS) -> int:
@@ -53,8 +65,8 @@ class Popularity:
     def _log_mass(self, weights: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return np.log2(weights) + (ts - EPOCH) / self.half_life_s
 
-    def add(self, conn: Conn, rows: Sequence[tuple[str, str | None, str, float, int | None]]) -> None:
-        """Fold (item_id, category, type, ts, quantity) into popularity; inside a write transaction.
+    def add(self, conn: Conn, rows: Sequence[Sold]) -> None:
+        """Fold events into popularity; inside a write transaction.
 
         Every item gets a row (its category feeds category co-occurrence); only positive event
         types add mass — a dislike is not popularity.

@@ -240,6 +240,29 @@ def test_image_similarity_ranks_by_look_where_the_store_has_it(tmp_path: Path) -
 
 
 # --- the eval block ---------------------------------------------------------------------------
+def test_similar_quality_measures_look_and_the_cnn_vector_apart(tmp_path: Path) -> None:
+    """Where "image" is served by look, the eval reports the CNN vector alone beside it: here the
+    look vectors group by colour and the CNN vectors by kind."""
+    store = EdgeStore(tmp_path / "eval-look")
+    store.ensure_collection({"image": 4, "look": 4, "colour": DIM})
+    points = []
+    for n in range(8):
+        kind, paint = ("dress" if n < 4 else "shirt"), ("red" if n % 2 == 0 else "blue")
+        shape = _unit([1, 0.05 * n, 0, 0]) if kind == "dress" else _unit([0, 0.05 * n, 1, 0])
+        seen = _unit([1, 0.05 * n, 0, 0]) if paint == "red" else _unit([0, 0.05 * n, 1, 0])
+        points.append(ItemPoint(f"i{n}", {"image": shape, "look": seen, "colour": COLOURS[paint]},
+                                {"category": kind, "attributes": {"colour": paint.title()}}))
+    store.upsert(points)
+    out = similar_quality(store, modalities=("image",), k=1, sample=8, mix=visual.ColourMix(image=0.0))
+    assert out["image"]["same_colour_at_k"] == 1.0
+    assert out["image (CNN vector)"]["same_category_at_k"] == 1.0
+    assert out["image (CNN vector)"]["same_colour_at_k"] < 1.0
+    store.close()
+    markdown = render_markdown({"ks": [1], "data": {}, "methods": {}, "similar_items": out}, "t", [], {})
+    assert "| image (CNN vector) | 1.0000 |" in markdown
+
+
+
 def test_similar_quality_reports_same_colour_share_by_hand(tmp_path: Path) -> None:
     """Six dresses and six shirts, red or blue. The image vector knows only the kind; colour
     mixed in must lift the same-colour share of the top 2 from what the shape gives to 1."""
@@ -261,6 +284,7 @@ def test_similar_quality_reports_same_colour_share_by_hand(tmp_path: Path) -> No
     assert mixed["image"]["same_colour_at_k"] == 1.0 and mixed["image"]["same_category_at_k"] == 1.0
     assert mixed["image (no colour)"]["same_colour_at_k"] == plain["image"]["same_colour_at_k"]
     assert mixed["colour"]["same_colour_at_k"] == 1.0 and mixed["image"]["colour_weight"] == 0.3
+    assert "image (CNN vector)" not in mixed  # no look vectors in this store: "image" is the CNN vector
     store.close()
     markdown = render_markdown({"ks": [2], "data": {}, "methods": {}, "similar_items": mixed}, "t", [], {})
     assert "| same category | same colour |" in markdown

@@ -127,29 +127,27 @@ class ProductEmbedder:
             dims[look.NAME] = look.DIM
         return dims
 
-    def bind(self, store: VectorStore) -> None:
+    def bind(self, store: VectorStore) -> list[str]:
         """Follow an existing store's vectors: Qdrant (Edge above all) cannot add a named vector
         to an existing collection, so a store created before colour or look existed is indexed
-        and queried without them (said once), and one made with an older colour descriptor keeps
-        it, queries included."""
+        and queried without them, and one made with an older colour descriptor keeps it, queries
+        included. Returns the optional vectors the settings want and the store lacks."""
         have = store.dense_dims()
         if have is None:
-            return
+            return []
         missing = [n for n, wanted in (("colour", self.stores_colour), (look.NAME, self.stores_look))
                    if wanted and n not in have]
-        if missing:
-            log.warning("this store was created without the %s vector: similar items and photo search "
-                        "use less of the photo until the catalog is re-indexed into a new store folder",
-                        " and ".join(missing))
         self.stores_colour = "colour" in have
         self.stores_look = look.NAME in have
         if self.stores_colour and have["colour"] != self.colour.dim:
             self.colour = for_dim(have["colour"])
             self.look = look.build(self.settings.text_encoder, self.settings.image_encoder, self.colour.name,
                                    self.look_dir)
+        return missing
 
     def ensure_collection(self, store: VectorStore) -> None:
-        """Create the collection, or accept one that lacks only optional vectors (``bind``)."""
+        """Create the collection, or accept one that lacks only optional vectors (``bind``), and
+        say once how to get them."""
         want = self.dims()
         have = store.dense_dims()
 
@@ -157,7 +155,11 @@ class ProductEmbedder:
             return {n: d for n, d in dims.items() if n not in OPTIONAL_VECTORS}
 
         if have is not None and core(have) == core(want):
-            self.bind(store)
+            missing = self.bind(store)
+            if missing:
+                log.warning("this store was created without the %s vector: similar items and photo search "
+                            "use less of the photo until the catalog is re-indexed into a new store folder",
+                            " and ".join(missing))
             store.ensure_collection(have)
             return
         store.ensure_collection(want)

@@ -8,8 +8,9 @@ then in the same run measures:
 2. ``shoprec index`` into a fresh embedded store (decode, encode, lexical, upsert, joint
    training, HNSW build);
 3. the same command again (nothing changed: hashes only);
-4. ``shoprec index`` into a fresh store without the colour descriptor (``index_colour=False``),
-   so the descriptor's cost is read from the same run.
+4. ``shoprec index`` into a fresh store without the colour descriptor (``index_colour=False``,
+   which also drops the look vector and its space's training), so their cost is read from the
+   same run.
 Each is repeated ``--repeats`` times, alternating, and the median is printed with items/s and the
 ratios indexing/forward and re-index/first-index. The image encoder runs on the configured
 backend (SHOPREC_IMAGE_BACKEND; the first line says which).
@@ -116,11 +117,11 @@ def main() -> int:
     print(f"{'shoprec index (first run)':<40}{first_s:>10.1f}{n / first_s:>10.1f}")
     print(f"{'shoprec index (re-run, no change)':<40}{again_s:>10.2f}{n / again_s:>10.0f}")
     plain_s = median["no_colour"]
-    print(f"{'shoprec index without colour':<40}{plain_s:>10.1f}{n / plain_s:>10.1f}")
+    print(f"{'shoprec index without colour / look':<40}{plain_s:>10.1f}{n / plain_s:>10.1f}")
     print(f"indexing / forward throughput: {forward_s / first_s:.2f}  (1.00 = no overhead beyond the encoders)")
     if "model" in median:
         print(f"indexing / model-only:         {median['model'] / first_s:.2f}")
-    print(f"colour descriptor cost:        {first_s / plain_s - 1:+.1%} of indexing time (with / without)")
+    print(f"colour + look cost:            {first_s / plain_s - 1:+.1%} of indexing time (with / without)")
     print(f"re-index / first index time:   {again_s / first_s:.4f}  (re-encoded {again.indexed}, unchanged {again.unchanged})")
     print(f"first run: {first.summary()}; joint space: {first.joint_metrics.get('heldout', {})}")
     print("all runs (s): " + json.dumps({k: [round(x, 2) for x in v] for k, v in times.items()}))

@@ -158,10 +158,15 @@ class Settings(BaseSettings):
     # --- colour in visual similarity (encoders/colour.py, recommend/visual.py) --------------
     index_colour: bool = Field(True, description="Give new stores the 'colour' vector (a store keeps the "
                                "vectors it was created with; one created before colour existed has none).")
+    colour_descriptor: str = Field("lch-hist-v2", description="Colour descriptor of new stores (encoders/colour.py "
+                                   "DESCRIPTORS); a store keeps the one it was indexed with.")
+    index_look: bool = Field(True, description="Give new stores with colour the 'look' vector (photo features and "
+                             "colour in a text-aligned space, encoders/look.py) that image similarity ranks by.")
     colour_weight_image: float = Field(
         0.1, ge=0.0, le=1.0, description="Share of the colour descriptor in image similarity and photo "
-        "search (score = (1-w) cos(image) + w cos(colour)); chosen on a validation split of H&M items: the "
-        "largest weight whose same-category share stays within 0.02 of the image vector alone (0: off).")
+        "search (score = (1-w) cos(look) + w cos(colour); cos(image) in a store without look vectors); chosen "
+        "on 1,000 validation H&M items (not the eval's queries): 0.1 kept both the same-category and the "
+        "same-colour share of the ten nearest at or above 0.6 (0: off).")
     colour_weight_joint: float = Field(
         0.1, ge=0.0, le=1.0, description="Share of the colour descriptor in joint (default) similar items, "
         "chosen the same way (0: off).")

@@ -48,7 +48,9 @@ class Shoprec:
     def embedder(self) -> ProductEmbedder:
         from shoprec.indexing.embedder import ProductEmbedder
 
-        return ProductEmbedder(self.settings)
+        embedder = ProductEmbedder(self.settings)
+        embedder.bind(self.store)  # an existing store's vectors decide what queries compute
+        return embedder
 
     @lazy
     def indexer(self) -> Indexer:
@@ -137,7 +139,8 @@ class Shoprec:
             photo, joint = self.embedder.query_image(image)
             from shoprec.recommend import visual
 
-            vectors = {"image": photo, visual.COLOUR: self.embedder.query_colour(image)}
+            colour = self.embedder.query_colour(image)
+            vectors = {"image": photo, visual.COLOUR: colour, visual.LOOK: self.embedder.query_look(photo, colour)}
             lists.append(visual.search(self.store, "image", vectors, depth, visual.ColourMix.of(self.settings), flt))
             if joint is not None:
                 lists.append(self.store.search("joint", joint, depth, flt))

@@ -1,5 +1,6 @@
-"""Colour in visual similarity: the descriptor, the stored vector on both backends, the fused
-query, old stores without the vector, and the eval block's same-colour share."""
+"""Colour in visual similarity: the descriptors, the stored vector on both backends, the fused
+query, the look vector, old stores without the vectors or with the older descriptor, and the
+eval block's same-colour share."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 from qdrant_client import QdrantClient
 
-from shoprec.encoders.colour import DIM, ColourDescriptor, describe
+from shoprec.encoders.colour import DESCRIPTORS, ColourDescriptor, describe, for_dim
 from shoprec.evaluation.report import render_markdown
 from shoprec.evaluation.similar import similar_quality
 from shoprec.indexing.edge import EdgeStore
@@ -34,24 +35,49 @@ def product_photo(colour: tuple[int, int, int], size: tuple[int, int] = (224, 33
 
 
 RED, DARK_RED, BLUE, WHITE = (200, 30, 35), (150, 20, 30), (30, 60, 190), (255, 255, 255)
+OFF_WHITE, GREY = (236, 230, 214), (150, 150, 150)
+DIM = ColourDescriptor().dim
 
 
 # --- the descriptor ---------------------------------------------------------------------------
-def test_descriptor_sees_the_product_not_the_background() -> None:
-    red, red2, blue = describe(product_photo(RED)), describe(product_photo(DARK_RED, share=0.2)), describe(product_photo(BLUE))
-    assert red.shape == (DIM,) and abs(float(np.linalg.norm(red)) - 1.0) < 1e-5
+@pytest.mark.parametrize("name", sorted(DESCRIPTORS))
+def test_descriptor_sees_the_product_not_the_background(name: str) -> None:
+    red, red2 = describe(product_photo(RED), name), describe(product_photo(DARK_RED, share=0.2), name)
+    blue = describe(product_photo(BLUE), name)
+    assert red.shape == (DESCRIPTORS[name].dim,) and abs(float(np.linalg.norm(red)) - 1.0) < 1e-5
     # 70% of each photo is the same background, yet red is far from blue and near another red
     assert float(red @ blue) < 0.2
     assert float(red @ red2) > 0.6
     assert float(red @ red2) > float(red @ blue) + 0.5
     # a bare background is not "like" a red product either
-    assert float(red @ describe(Image.new("RGB", (224, 336), BACKGROUND))) < 0.2
+    assert float(red @ describe(Image.new("RGB", (224, 336), BACKGROUND), name)) < 0.2
 
 
-def test_a_white_product_on_a_light_background_is_white_not_empty() -> None:
-    white = describe(product_photo(WHITE, share=0.4))
+@pytest.mark.parametrize("name", sorted(DESCRIPTORS))
+def test_a_white_product_on_a_light_background_is_white_not_empty(name: str) -> None:
+    white = describe(product_photo(WHITE, share=0.4), name)
     assert np.isfinite(white).all() and abs(float(np.linalg.norm(white)) - 1.0) < 1e-5
-    assert float(white @ describe(product_photo(RED))) < 0.2
+    assert float(white @ describe(product_photo(RED), name)) < 0.2
+
+
+def test_v2_tells_off_white_from_white_and_grey() -> None:
+    """v1 counts chroma below 6 as grey, so cream and white share its neutral bins; v2 sees the
+    cream's chroma (~9) as colour, and gives white, grey and black a finer lightness scale."""
+    def sim(a: tuple[int, int, int], b: tuple[int, int, int], name: str) -> float:
+        return float(describe(product_photo(a, share=0.4), name) @ describe(product_photo(b, share=0.4), name))
+
+    assert sim(OFF_WHITE, WHITE, "lch-hist-v2") < sim(OFF_WHITE, WHITE, "lch-hist-v1") - 0.3
+    assert sim(GREY, WHITE, "lch-hist-v2") < 0.2
+    assert sim(OFF_WHITE, OFF_WHITE, "lch-hist-v2") > 0.99
+
+
+def test_each_descriptor_is_named_by_its_size() -> None:
+    assert for_dim(DESCRIPTORS["lch-hist-v1"].dim).name == "lch-hist-v1"
+    assert for_dim(DIM).name == "lch-hist-v2" == ColourDescriptor().name
+    with pytest.raises(ValueError, match="17 floats.*re-index"):
+        for_dim(17)
+    with pytest.raises(ValueError, match="unknown colour descriptor 'hsv'"):
+        ColourDescriptor("hsv")
 
 
 def test_descriptor_ignores_size_and_leaves_the_image_alone() -> None:
@@ -148,9 +174,9 @@ def test_a_store_without_the_colour_vector_keeps_working(tmp_path: Path, caplog)
     with caplog.at_level(logging.WARNING, logger="shoprec.encoders"):
         embedder.ensure_collection(store)
         embedder.ensure_collection(store)
-    assert embedder.stores_colour is False
+    assert embedder.stores_colour is False and embedder.stores_look is False
     notes = [r.getMessage() for r in caplog.records if "colour" in r.getMessage()]
-    assert len(notes) == 1 and "re-index" in notes[0]
+    assert len(notes) == 1 and "re-index" in notes[0] and "look" in notes[0]
     store.upsert([ItemPoint(i, {"text": SHAPES[i], "image": SHAPES[i], "joint": SHAPES[i]}, {}) for i in SHAPES])
     query = {"image": SHAPES["anchor"], "colour": COLOURS["red"]}  # a photo query brings colour; the store has none
     store_dims = store.dense_dims() or {}
@@ -172,7 +198,71 @@ def test_a_new_store_gets_the_colour_vector(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_store_with_the_v1_descriptor_keeps_it_for_indexing_and_queries(tmp_path: Path) -> None:
+    """A store indexed before v2 has 125-float colour vectors: new points and photo queries get
+    v1 descriptors too (comparable with the stored ones), and no look vector."""
+    from shoprec.config import Settings
+    from shoprec.indexing.embedder import ProductEmbedder
+
+    old_dims = {"text": 4, "image": 4, "joint": 4, "colour": DESCRIPTORS["lch-hist-v1"].dim}
+    store = EdgeStore(tmp_path / "v1")
+    store.ensure_collection(old_dims)
+    embedder = ProductEmbedder(Settings(store=tmp_path / "v1"))
+    embedder.dims = lambda: {"text": 4, "image": 4, "joint": 4, "colour": DIM, "look": 256}  # type: ignore[method-assign]
+    assert embedder.colour.name == "lch-hist-v2"  # the setting, until the store says otherwise
+    embedder.ensure_collection(store)
+    assert store.dense_dims() == old_dims
+    assert embedder.colour.name == "lch-hist-v1" and embedder.stores_colour and not embedder.stores_look
+    photo = product_photo(RED)
+    np.testing.assert_allclose(embedder.query_colour(photo), describe(photo, "lch-hist-v1"))
+    assert embedder.query_look(np.ones(4, np.float32), embedder.query_colour(photo)) is None
+    store.close()
+
+
+def test_image_similarity_ranks_by_look_where_the_store_has_it(tmp_path: Path) -> None:
+    """The CNN vectors call twin-blue the anchor's twin; the look vectors (which see colour) call
+    red-cousin closer. "image" follows look when the query carries one, the CNN vector otherwise."""
+    looks = {"anchor": _unit([1, 0, 0, 0]), "twin-blue": _unit([0.2, 1, 0, 0]), "red-cousin": _unit([1, 0.3, 0, 0]),
+             "far-red": _unit([0, 0, 1, 0])}
+    store = EdgeStore(tmp_path / "look")
+    store.ensure_collection({"image": 4, "look": 4, "colour": DIM})
+    store.upsert([ItemPoint(i, {"image": SHAPES[i], "look": looks[i], "colour": COLOURS[PAINT[i]]}, {}) for i in SHAPES])
+    flt = ItemFilter(exclude_ids=["anchor"])
+    query = {"image": SHAPES["anchor"], "look": looks["anchor"], "colour": COLOURS["red"]}
+    off = visual.ColourMix(image=0.0)
+    assert [h.item_id for h in visual.search(store, "image", query, 2, off, flt)] == ["red-cousin", "twin-blue"]
+    cnn_only = {n: v for n, v in query.items() if n != "look"}
+    assert [h.item_id for h in visual.search(store, "image", cnn_only, 2, off, flt)] == ["twin-blue", "red-cousin"]
+    mixed = visual.search(store, "image", query, 1, visual.ColourMix(image=0.1), flt)
+    expected = 0.9 * float(looks["anchor"] @ looks["red-cousin"]) + 0.1 * float(COLOURS["red"] @ COLOURS["red"])
+    assert mixed[0].item_id == "red-cousin" and mixed[0].score == pytest.approx(expected, abs=1e-4)
+    store.close()
+
+
 # --- the eval block ---------------------------------------------------------------------------
+def test_similar_quality_measures_look_and_the_cnn_vector_apart(tmp_path: Path) -> None:
+    """Where "image" is served by look, the eval reports the CNN vector alone beside it: here the
+    look vectors group by colour and the CNN vectors by kind."""
+    store = EdgeStore(tmp_path / "eval-look")
+    store.ensure_collection({"image": 4, "look": 4, "colour": DIM})
+    points = []
+    for n in range(8):
+        kind, paint = ("dress" if n < 4 else "shirt"), ("red" if n % 2 == 0 else "blue")
+        shape = _unit([1, 0.05 * n, 0, 0]) if kind == "dress" else _unit([0, 0.05 * n, 1, 0])
+        seen = _unit([1, 0.05 * n, 0, 0]) if paint == "red" else _unit([0, 0.05 * n, 1, 0])
+        points.append(ItemPoint(f"i{n}", {"image": shape, "look": seen, "colour": COLOURS[paint]},
+                                {"category": kind, "attributes": {"colour": paint.title()}}))
+    store.upsert(points)
+    out = similar_quality(store, modalities=("image",), k=1, sample=8, mix=visual.ColourMix(image=0.0))
+    assert out["image"]["same_colour_at_k"] == 1.0
+    assert out["image (CNN vector)"]["same_category_at_k"] == 1.0
+    assert out["image (CNN vector)"]["same_colour_at_k"] < 1.0
+    store.close()
+    markdown = render_markdown({"ks": [1], "data": {}, "methods": {}, "similar_items": out}, "t", [], {})
+    assert "| image (CNN vector) | 1.0000 |" in markdown
+
+
+
 def test_similar_quality_reports_same_colour_share_by_hand(tmp_path: Path) -> None:
     """Six dresses and six shirts, red or blue. The image vector knows only the kind; colour
     mixed in must lift the same-colour share of the top 2 from what the shape gives to 1."""
@@ -194,6 +284,7 @@ def test_similar_quality_reports_same_colour_share_by_hand(tmp_path: Path) -> No
     assert mixed["image"]["same_colour_at_k"] == 1.0 and mixed["image"]["same_category_at_k"] == 1.0
     assert mixed["image (no colour)"]["same_colour_at_k"] == plain["image"]["same_colour_at_k"]
     assert mixed["colour"]["same_colour_at_k"] == 1.0 and mixed["image"]["colour_weight"] == 0.3
+    assert "image (CNN vector)" not in mixed  # no look vectors in this store: "image" is the CNN vector
     store.close()
     markdown = render_markdown({"ks": [2], "data": {}, "methods": {}, "similar_items": mixed}, "t", [], {})
     assert "| same category | same colour |" in markdown
@@ -216,11 +307,15 @@ def test_index_colour_off_gives_a_store_without_it(tmp_path: Path) -> None:
 
 
 def test_indexed_shop_compares_by_colour_end_to_end(indexed_demo) -> None:
-    """The real indexer stores a colour vector per photo; similar and photo search use it."""
+    """The real indexer stores a colour and a look vector per photo; similar and photo search use them."""
     service = indexed_demo
-    assert "colour" in (service.store.dense_dims() or {})
-    with_photo = [h for h in service.store.scroll(with_vectors=["image", "colour"]) if "image" in h.vectors]
-    assert with_photo and all("colour" in h.vectors for h in with_photo)
+    assert service.store.dense_dims() == {"text": 512, "image": 1280, "joint": 256, "colour": DIM, "look": 256}
+    with_photo = [h for h in service.store.scroll(with_vectors=["image", "colour", "look"]) if "image" in h.vectors]
+    assert with_photo and all({"colour", "look"} <= set(h.vectors) for h in with_photo)
+    # the stored look is the look space's projection of the stored CNN and colour vectors
+    embedder = service.embedder
+    first = with_photo[0].vectors
+    np.testing.assert_allclose(embedder.query_look(first["image"], first["colour"]), first["look"], atol=1e-5)
     anchor = with_photo[0]
     by_colour = service.similar(anchor.item_id, k=3, modality="colour")
     assert by_colour and all(r.id != anchor.item_id for r in by_colour)

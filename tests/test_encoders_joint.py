@@ -87,6 +87,22 @@ def test_save_load_round_trip_gives_identical_projections(fitted, tmp_path) -> N
     assert loaded.fingerprint == space.fingerprint and loaded.metrics == space.metrics
 
 
+def test_hidden_layer_heads_load_as_numpy_with_torchs_projections(tmp_path) -> None:
+    """The look space (encoders/look.py) uses a hidden layer: its heads.npz must give the same
+    projections as the torch modules (exact GELU, dropout off), so photo queries need no torch."""
+    text, image = paired(n=300)
+    space = CatalogAlignedSpace("text-enc", "image-enc", dim=16, hidden=32)
+    space.fit(text, image, epochs=2, seed=0)
+    space.save(tmp_path / "look")
+    with np.load(tmp_path / "look" / "heads.npz") as heads:
+        assert heads["image_head.0.weight"].shape == (32, 96) and heads["image_head.3.weight"].shape == (16, 32)
+    loaded = CatalogAlignedSpace.load(tmp_path / "look")
+    assert type(loaded._image_head).__name__ == "_MlpHead"
+    text, image = paired(n=20, seed=5)
+    np.testing.assert_allclose(loaded.project_image(image), space.project_image(image), atol=1e-5)
+    np.testing.assert_allclose(loaded.project_text(text), space.project_text(text), atol=1e-5)
+
+
 def test_a_saved_linear_space_projects_without_importing_torch(fitted, tmp_path) -> None:
     space, _ = fitted
     space.save(tmp_path / "joint")

@@ -13,6 +13,7 @@ from PIL import Image
 
 from shoprec.config import Settings
 from shoprec.encoders.base import l2_normalise
+from shoprec.encoders.colour import ColourDescriptor
 from shoprec.encoders.joint import (PRETRAINED_METRICS, CatalogAlignedSpace, ClipSpace, JointSpace, build_joint,
                                     saved_space)
 from shoprec.indexing.embedder import ProductEmbedder
@@ -136,6 +137,7 @@ def test_train_joint_fits_on_the_pairs_of_the_store_it_is_given(tmp_path) -> Non
     hits = [Hit(f"i{n}", 0.0, {}, {"text": text[n], "image": image[n]}) for n in range(len(text))]
     hits.append(Hit("no-photo", 0.0, {}, {"text": text[0]}))
     embedder = ProductEmbedder(Settings(store=tmp_path, text_encoder="t", image_encoder="i"))
+    embedder.stores_look = False  # as bind() decides for a store without look vectors
     store = _Store(hits)
     assert embedder.joint_version is None and embedder.joint_needs_training(store)
     metrics = embedder.train_joint(store)
@@ -148,3 +150,25 @@ def test_train_joint_fits_on_the_pairs_of_the_store_it_is_given(tmp_path) -> Non
     assert embedder.joint_is_current(store)
     fresh = ProductEmbedder(Settings(store=tmp_path / "other", text_encoder="t", image_encoder="i"))
     assert fresh.train_joint(_Store(hits[:1])) == {} and fresh.joint_version is None  # one pair: nothing to contrast
+
+
+def test_train_joint_fits_the_look_space_too_where_the_store_has_look_vectors(tmp_path) -> None:
+    """Look heads are trained beside the joint ones, on (text, CNN + colour) pairs; the version
+    stored points carry then names both spaces, so new look heads make the points stale."""
+    text, image = pairs()
+    colour = np.abs(np.random.default_rng(3).normal(size=(len(text), ColourDescriptor().dim))).astype(np.float32)
+    hits = [Hit(f"i{n}", 0.0, {}, {"text": text[n], "image": image[n], "colour": colour[n]}) for n in range(len(text))]
+    embedder = ProductEmbedder(Settings(store=tmp_path, text_encoder="t", image_encoder="i"))
+    embedder.image_encoder = type("E", (), {"dim": image.shape[1]})()  # no encoder needed
+    store = _Store(hits)
+    assert embedder.stores_look and embedder.joint_needs_training(store)
+    embedder.train_joint(store)
+    assert embedder.look.is_fitted and not embedder.joint_needs_training(store)
+    assert embedder.joint_version == f"{embedder.joint.version}+look:{embedder.look.version}"
+    derived = embedder.derived_vectors(hits[:3])
+    assert all(set(d) == {"joint", "look"} and d["look"].shape == (256,) for d in derived)
+    for hit in hits:
+        hit.payload[JOINT_VERSION_FIELD] = embedder.joint_version
+    assert embedder.joint_is_current(store)
+    (tmp_path / "look-space" / "space.json").unlink()  # look heads gone: the phase has work again
+    assert not embedder.joint_is_current(store)

@@ -12,41 +12,73 @@ How:
   background (a white shirt on white), the central box stands in for the product;
 - pixels go to CIE Lab, then LCh (lightness, chroma, hue), because distances there follow what
   people see, and hue/chroma separate "which colour" from "how strong";
-- each pixel is spread (soft, linear) over ``L_BINS`` lightness bins x (one neutral bin + ``HUE_BINS``
-  hues x 2 chroma levels), so a colour on a bin edge does not flip between bins;
+- each pixel is spread (soft, linear) over achromatic lightness bins and lightness x hue x
+  chroma-level bins, weighted by how grey or how coloured it is, so a colour on a bin edge does
+  not flip between bins;
 - the histogram is square-rooted and L2-normalised (Hellinger), so Qdrant's cosine between two
   descriptors is their Bhattacharyya coefficient: 1 for the same colour mix, 0 for disjoint ones.
+
+The bin layouts are named configs (``DESCRIPTORS``). ``lch-hist-v2`` (the default) splits off
+white, grey and black with their own, finer lightness scale and counts a pixel as coloured from
+a lower chroma, so off-white tells from white and beige from grey: on 1,000 validation H&M items
+its ten nearest photos share the query's catalog colour 0.605 of the time, v1's 0.588. A store
+keeps the descriptor it was indexed with; the vector's size says which (``for_dim``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from .base import empty
 
-NAME = "lch-hist-v1"
 #: Longer side of the copy the descriptor reads (pixels beyond this add time, not colour).
 SIDE = 96
-L_BINS = 5
-HUE_BINS = 12
-#: Chroma below ``NEUTRAL_C0`` is grey/black/white, above ``NEUTRAL_C1`` fully coloured; between, both.
-NEUTRAL_C0, NEUTRAL_C1 = 6.0, 14.0
-#: Chroma at which a colour moves from the "soft" to the "strong" chroma level (linearly between).
-CHROMA_LOW, CHROMA_HIGH = 18.0, 40.0
 #: ΔE from the background below which a pixel is background, above which it is fully product.
 BG_DE0, BG_DE1 = 6.0, 16.0
 #: Below this share of product pixels the mask is not trusted and the central box is used.
 MIN_FOREGROUND = 0.04
-DIM = L_BINS * (1 + 2 * HUE_BINS)
 
 # sRGB (D65) -> XYZ, and the D65 white point, for Lab.
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]], dtype=np.float32)
 _WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Bins:
+    """One histogram layout. Chroma below ``neutral_c0`` is grey/black/white, above ``neutral_c1``
+    fully coloured (between, both); coloured pixels move from the "soft" to the "strong" chroma
+    level between ``chroma_low`` and ``chroma_high``. With ``neutral_l_bins`` the achromatic mass
+    gets its own lightness scale; without, one neutral bin per chromatic lightness bin (v1)."""
+
+    name: str
+    l_bins: int
+    hue_bins: int
+    neutral_c0: float
+    neutral_c1: float
+    chroma_low: float = 18.0
+    chroma_high: float = 40.0
+    l_range: tuple[float, float] = (10.0, 90.0)
+    neutral_l_bins: int | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.l_bins * 2 * self.hue_bins + (self.neutral_l_bins or self.l_bins)
+
+
+DESCRIPTORS = {b.name: b for b in (
+    Bins("lch-hist-v1", l_bins=5, hue_bins=12, neutral_c0=6.0, neutral_c1=14.0),
+    Bins("lch-hist-v2", l_bins=7, hue_bins=18, neutral_c0=3.0, neutral_c1=8.0, l_range=(5.0, 95.0),
+         neutral_l_bins=9),
+)}
+DEFAULT = "lch-hist-v2"
+if len({b.dim for b in DESCRIPTORS.values()}) != len(DESCRIPTORS):
+    raise AssertionError("each colour descriptor needs its own size: a stored vector's size names it")
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -98,58 +130,80 @@ def _linear_bins(x: np.ndarray, centres: np.ndarray, circular: bool = False) -> 
     return lo, lo + 1, (pos - lo).astype(np.float32)
 
 
-_L_CENTRES = np.linspace(10.0, 90.0, L_BINS, dtype=np.float32)
-_HUE_CENTRES = np.arange(HUE_BINS, dtype=np.float32) * (360.0 / HUE_BINS)
-
-
-def histogram(lab: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Soft L x (neutral | hue x chroma level) histogram of the weighted pixels, summing to 1."""
+def histogram(lab: np.ndarray, weights: np.ndarray, bins: Bins) -> np.ndarray:
+    """Soft histogram of the weighted pixels in the ``bins`` layout, summing to 1."""
     lab = lab.reshape(-1, 3)
     weights = weights.reshape(-1)
     keep = weights > 0
     lab, weights = lab[keep], weights[keep]
-    width = 1 + 2 * HUE_BINS
     if len(weights) == 0:
-        return np.zeros(DIM, np.float32)
+        return np.zeros(bins.dim, np.float32)
     light, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
     hue = np.degrees(np.arctan2(b, a)) % 360.0
-    coloured = np.clip((chroma - NEUTRAL_C0) / (NEUTRAL_C1 - NEUTRAL_C0), 0.0, 1.0)
-    strong = np.clip((chroma - CHROMA_LOW) / (CHROMA_HIGH - CHROMA_LOW), 0.0, 1.0)
-    l_lo, l_hi, l_up = _linear_bins(light, _L_CENTRES)
-    h_lo, h_hi, h_up = _linear_bins(hue, _HUE_CENTRES, circular=True)
+    coloured = np.clip((chroma - bins.neutral_c0) / (bins.neutral_c1 - bins.neutral_c0), 0.0, 1.0)
+    strong = np.clip((chroma - bins.chroma_low) / (bins.chroma_high - bins.chroma_low), 0.0, 1.0)
+    hues = 2 * bins.hue_bins
+    if bins.neutral_l_bins:  # [achromatic lightness bins | lightness x hue x level]
+        neutral_stride, row, first_hue = 1, hues, bins.neutral_l_bins
+        neutral_l = bins.neutral_l_bins
+    else:  # per lightness bin: [neutral, hue x level]
+        neutral_stride = row = 1 + hues
+        first_hue, neutral_l = 1, bins.l_bins
+    low, high = bins.l_range
+    l_lo, l_hi, l_up = _linear_bins(light, np.linspace(low, high, bins.l_bins, dtype=np.float32))
+    n_lo, n_hi, n_up = _linear_bins(light, np.linspace(low, high, neutral_l, dtype=np.float32))
+    h_lo, h_hi, h_up = _linear_bins(hue, np.arange(bins.hue_bins, dtype=np.float32) * (360.0 / bins.hue_bins),
+                                    circular=True)
     index, mass = [], []
+    for n_idx, n_w in ((n_lo, 1.0 - n_up), (n_hi, n_up)):
+        index.append(n_idx * neutral_stride)
+        mass.append(weights * n_w * (1.0 - coloured))
     for l_idx, l_w in ((l_lo, 1.0 - l_up), (l_hi, l_up)):
-        base = weights * l_w
-        index.append(l_idx * width)
-        mass.append(base * (1.0 - coloured))
+        base = weights * l_w * coloured
         for h_idx, h_w in ((h_lo, 1.0 - h_up), (h_hi, h_up)):
             for level, c_w in ((0, 1.0 - strong), (1, strong)):
-                index.append(l_idx * width + 1 + 2 * h_idx + level)
-                mass.append(base * coloured * h_w * c_w)
-    out = np.bincount(np.concatenate(index), np.concatenate(mass), minlength=DIM).astype(np.float32)
+                index.append(l_idx * row + first_hue + 2 * h_idx + level)
+                mass.append(base * h_w * c_w)
+    out = np.bincount(np.concatenate(index), np.concatenate(mass), minlength=bins.dim).astype(np.float32)
     total = float(out.sum())
     return out / total if total > 0 else out
 
 
-def describe(image: Image.Image) -> np.ndarray:
-    """The colour descriptor of one decoded photo: unit length, ``DIM`` floats (Hellinger)."""
+def describe(image: Image.Image, name: str = DEFAULT) -> np.ndarray:
+    """The colour descriptor ``name`` of one decoded photo: unit length, Hellinger-normalised."""
     lab = to_lab(_small_rgb(image))
-    hist = np.sqrt(histogram(lab, foreground_weights(lab)))
+    hist = np.sqrt(histogram(lab, foreground_weights(lab), DESCRIPTORS[name]))
     norm = float(np.linalg.norm(hist))
     return (hist / norm).astype(np.float32) if norm > 0 else hist
+
+
+def for_dim(dim: int) -> "ColourDescriptor":
+    """The descriptor whose vectors have ``dim`` floats (what a store's colour vector was made with)."""
+    for bins in DESCRIPTORS.values():
+        if bins.dim == dim:
+            return ColourDescriptor(bins.name)
+    known = ", ".join(f"{b.name} ({b.dim})" for b in DESCRIPTORS.values())
+    raise ValueError(f"this store's colour vector has {dim} floats, which no colour descriptor makes "
+                     f"(known: {known}); re-index the catalog into a new store folder")
 
 
 class ColourDescriptor:
     """The encoder call shape (images in, unit float32 rows out) over ``describe``."""
 
-    name = NAME
-    dim = DIM
+    def __init__(self, name: str = DEFAULT) -> None:
+        if name not in DESCRIPTORS:
+            raise ValueError(f"unknown colour descriptor {name!r}; known: {', '.join(DESCRIPTORS)}")
+        self.name = name
+        self.dim = DESCRIPTORS[name].dim
+
+    def describe(self, image: Image.Image) -> np.ndarray:
+        return describe(image, self.name)
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32,
                show_progress_bar: bool = False) -> np.ndarray:
         if isinstance(images, Image.Image):
             raise TypeError("encode() takes a sequence of images, not a single Image")
         if len(images) == 0:
-            return empty(DIM)
-        return np.stack([describe(image) for image in images])
+            return empty(self.dim)
+        return np.stack([describe(image, self.name) for image in images])

@@ -195,6 +195,29 @@ class _LinearHead:
         return vecs @ self.weight.T + self.bias
 
 
+class _MlpHead:
+    """``_head``'s hidden-layer form (Linear, GELU, Dropout, Linear) as numpy, for inference only."""
+
+    def __init__(self, first: _LinearHead, second: _LinearHead) -> None:
+        self.first, self.second = first, second
+
+    def __call__(self, vecs: np.ndarray) -> np.ndarray:
+        from scipy.special import erf
+
+        hidden = self.first(vecs)
+        return self.second((0.5 * hidden * (1.0 + erf(hidden / np.sqrt(2.0)))).astype(np.float32))
+
+
+#: The ``nn.Linear`` layers of a head, by state-dict prefix: one for a linear head, two (the
+#: Sequential's indices 0 and 3) for a head with a hidden layer.
+_LAYERS = {False: ("",), True: ("0.", "3.")}
+
+
+def _numpy_head(arrays: Any, name: str, hidden: bool) -> _LinearHead | _MlpHead:
+    layers = [_LinearHead(arrays[f"{name}.{layer}weight"], arrays[f"{name}.{layer}bias"]) for layer in _LAYERS[hidden]]
+    return _MlpHead(*layers) if hidden else layers[0]
+
+
 def _as_matrix(vecs: np.ndarray, dim: int | None, what: str) -> np.ndarray:
     vecs = np.asarray(vecs, dtype=np.float32)
     if vecs.ndim != 2 or (dim is not None and vecs.shape[1] != dim):
@@ -390,7 +413,7 @@ class CatalogAlignedSpace:
         vecs = _as_matrix(vecs, in_dim, what)
         if len(vecs) == 0:
             return empty(self.dim)
-        if isinstance(head, _LinearHead):
+        if isinstance(head, _LinearHead | _MlpHead):
             return l2_normalise(head(vecs))
         with self._torch.inference_mode():
             return l2_normalise(head(self._torch.from_numpy(vecs)).numpy())
@@ -449,11 +472,10 @@ class CatalogAlignedSpace:
         return json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None
 
     def _save_numpy(self, folder: Path, state: dict[str, Any]) -> None:
-        """Write ``heads.npz`` beside ``heads.pt`` when the heads are linear (the default)."""
-        if self.hidden is not None:
-            return
-        arrays = {f"{name}.{part}": state[name][part].detach().cpu().numpy()
-                  for name in ("text_head", "image_head") for part in ("weight", "bias")}
+        """Write ``heads.npz`` beside ``heads.pt``: inference without torch."""
+        layers = _LAYERS[self.hidden is not None]
+        arrays = {f"{name}.{layer}{part}": state[name][layer + part].detach().cpu().numpy()
+                  for name in ("text_head", "image_head") for layer in layers for part in ("weight", "bias")}
         tmp = folder / (_NUMPY_FILE + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, folder / _NUMPY_FILE)
@@ -469,11 +491,11 @@ class CatalogAlignedSpace:
         space.fingerprint, space.metrics = meta.get("fingerprint"), meta.get("metrics", {})
         space.text_dim, space.image_dim = meta["text_dim"], meta["image_dim"]
         numpy_heads = Path(path) / _NUMPY_FILE
-        if meta["hidden"] is None and numpy_heads.is_file():
+        if numpy_heads.is_file():
             # inference only (a loaded space is never trained further: load_or_fit fits a fresh one)
             with np.load(numpy_heads) as heads:
-                space._text_head = _LinearHead(heads["text_head.weight"], heads["text_head.bias"])
-                space._image_head = _LinearHead(heads["image_head.weight"], heads["image_head.bias"])
+                space._text_head = _numpy_head(heads, "text_head", meta["hidden"] is not None)
+                space._image_head = _numpy_head(heads, "image_head", meta["hidden"] is not None)
             return space
         space._build(meta["text_dim"], meta["image_dim"])
         state = space._torch.load(Path(path) / _WEIGHTS_FILE, map_location="cpu", weights_only=True)

@@ -212,7 +212,7 @@ def render_markdown(results: Mapping[str, Any], title: str, notes: Sequence[str]
     similar = results.get("similar_items")
     if similar:
         lines += [f"## Similar items (top-{similar['k']}, {similar['queries']} random query items)", ""]
-        order = ("text", "image", "image (no colour)", "joint", "joint (no colour)", "colour")
+        order = ("text", "image", "image (no colour)", "image (CNN vector)", "joint", "joint (no colour)", "colour")
         rows = [[m + (f" (colour weight {similar[m]['colour_weight']:g})" if similar[m].get("colour_weight") else ""),
                  _fmt(similar[m]["same_category_at_k"]), _fmt(similar[m].get("same_colour_at_k")),
                  _fmt(similar[m]["variant_recall_at_k"]), str(similar[m]["queries_with_variants"])]

@@ -8,7 +8,9 @@ Honest proxies a shop can compute from its own catalog:
   thing to ground truth for "the same product" that catalog data offers.
 Shares are reported beside the chance level (a random item's share). With a ``ColourMix`` the
 modalities are measured as ``similar`` serves them (colour mixed in, recommend/visual.py) and
-also without colour (``image (no colour)``...), on the same store and query sample.
+also without colour (``image (no colour)``...), on the same store and query sample; where image
+similarity is served by the look vector, the CNN image vector alone is measured too
+(``image (CNN vector)``).
 
 ``photo_search_quality`` checks search by photo: each sampled product's own photo, cropped,
 resized and re-encoded as JPEG, must find the product (and its colour) in the top results.
@@ -30,6 +32,7 @@ from shoprec.recommend import visual
 
 COLOUR_ATTRIBUTE = "colour"
 PLAIN = " (no colour)"
+CNN = " (CNN vector)"
 
 
 def _attribute(payload: dict[str, Any], name: str) -> Any:
@@ -67,23 +70,28 @@ def similar_quality(store: VectorStore, modalities: Sequence[str] = ("text", "im
                            "same_category_chance": round(_chance(queries, category, len(ids)), 4),
                            "same_colour_chance": round(_chance(queries, colour, len(ids)), 4),
                            "colour_attribute": colour_attribute}
-    runs: list[tuple[str, str, visual.ColourMix]] = []
+    # (label, modality, mix, whether the look vector serves "image")
+    runs: list[tuple[str, str, visual.ColourMix, bool]] = []
     plain = visual.ColourMix(image=0.0, joint=0.0)
-    has_colour = visual.COLOUR in (store.dense_dims() or {})
+    dims = store.dense_dims() or {}
+    has_colour = visual.COLOUR in dims
     for modality in modalities:
         if mix is not None and mix.weight(modality) > 0 and has_colour:
-            runs += [(modality, modality, mix), (modality + PLAIN, modality, plain)]
+            runs += [(modality, modality, mix, True), (modality + PLAIN, modality, plain, True)]
         else:
-            runs.append((modality, modality, plain))
+            runs.append((modality, modality, plain, True))
+        if modality == "image" and visual.LOOK in dims:
+            runs.append((modality + CNN, modality, plain, False))
     if mix is not None and has_colour and visual.COLOUR not in modalities:
-        runs.append((visual.COLOUR, visual.COLOUR, plain))
+        runs.append((visual.COLOUR, visual.COLOUR, plain, True))
     vectors = {q: hits[0].vectors for q in queries if (hits := store.retrieve([q], with_vectors=True))}
-    for label, modality, how in runs:
+    for label, modality, how, look in runs:
         same_category, same_colour, recalls = [], [], []
         for query in queries:
             if modality not in vectors.get(query, {}):
                 continue
-            found = [h.item_id for h in visual.search(store, modality, vectors[query], k + 1, how, fields=["item_id"])
+            given = vectors[query] if look else {n: v for n, v in vectors[query].items() if n != visual.LOOK}
+            found = [h.item_id for h in visual.search(store, modality, given, k + 1, how, fields=["item_id"])
                      if h.item_id != query][:k]
             if not found:
                 continue

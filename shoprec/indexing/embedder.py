@@ -7,6 +7,9 @@ One place decides what each vector means:
   projected text and projected photo, so a text query and an image query both land near it;
 - ``colour``: the photo's own colours (encoders/colour.py), which the CNN features ignore;
   absent from stores created before it existed (see ``ensure_collection``);
+- ``look``: the photo's CNN features and colour in a text-aligned space (encoders/look.py), what
+  image similarity and photo search rank by; like ``joint``, made from stored vectors once its
+  space is trained, and absent from stores created before it existed;
 - ``lexical``: jieba/BM25 term weights (Qdrant applies IDF).
 """
 
@@ -24,14 +27,25 @@ from PIL import Image
 
 from shoprec.catalog import Product
 from shoprec.config import Settings
-from shoprec.encoders.colour import ColourDescriptor
-from shoprec.encoders.joint import JointSpace, build_joint, saved_space
+from shoprec.encoders import look
+from shoprec.encoders.colour import ColourDescriptor, for_dim
+from shoprec.encoders.joint import CatalogAlignedSpace, JointSpace, build_joint, saved_space
 from shoprec.encoders.lexical import LexicalEncoder
 from shoprec.encoders.registry import build_image_encoder, build_text_encoder
 from shoprec.indexing.store import JOINT_VERSION_FIELD, Hit, ItemPoint, SparseVec, VectorStore
 from shoprec.lazy import lazy
 
 log = logging.getLogger("shoprec.encoders")
+#: Vectors a store may lack (created before they existed, or with them switched off).
+OPTIONAL_VECTORS = ("colour", look.NAME)
+
+
+def derived_version(joint: str | None, look_space: str | None) -> str | None:
+    """What a stored point's ``joint_version`` names: the joint space, and the look space where
+    the store has look vectors; new heads in either make both vectors of the point stale."""
+    if joint is None or look_space is None:
+        return joint
+    return f"{joint}+look:{look_space}"
 
 
 def _loaded(kind: str, name: str, build: Any) -> Any:
@@ -77,10 +91,14 @@ class ProductEmbedder:
 
     @property
     def joint_version(self) -> str | None:
-        """Identifies the space a stored joint vector came from; None while none is fitted."""
-        return self.joint.version
+        """Identifies the spaces a stored joint (and look) vector came from; None while no joint
+        space is fitted."""
+        return derived_version(self.joint.version, self.look.version if self.stores_look else None)
 
-    colour = ColourDescriptor()
+    @lazy
+    def colour(self) -> ColourDescriptor:
+        """The settings' descriptor for a new store; an existing store's own (``bind``)."""
+        return ColourDescriptor(self.settings.colour_descriptor)
 
     @lazy
     def stores_colour(self) -> bool:
@@ -88,23 +106,60 @@ class ProductEmbedder:
         created before colour existed, or with ``index_colour`` off); new stores follow the setting."""
         return self.settings.index_colour
 
+    @lazy
+    def stores_look(self) -> bool:
+        """Whether points get a ``look`` vector (it reads the colour vector); as ``stores_colour``."""
+        return self.settings.index_colour and self.settings.index_look
+
+    @lazy
+    def look(self) -> CatalogAlignedSpace:
+        return look.build(self.settings.text_encoder, self.settings.image_encoder, self.colour.name, self.look_dir)
+
+    @property
+    def look_dir(self) -> Path:
+        return self.state_dir / "look-space"
+
     def dims(self) -> dict[str, int]:
-        joint_dim = self.joint.dim
-        dims = {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": joint_dim}
-        return {**dims, "colour": self.colour.dim} if self.stores_colour else dims
+        dims = {"text": self.text_encoder.dim, "image": self.image_encoder.dim, "joint": self.joint.dim}
+        if self.stores_colour:
+            dims["colour"] = self.colour.dim
+        if self.stores_look:
+            dims[look.NAME] = look.DIM
+        return dims
+
+    def bind(self, store: VectorStore) -> list[str]:
+        """Follow an existing store's vectors: Qdrant (Edge above all) cannot add a named vector
+        to an existing collection, so a store created before colour or look existed is indexed
+        and queried without them, and one made with an older colour descriptor keeps it, queries
+        included. Returns the optional vectors the settings want and the store lacks."""
+        have = store.dense_dims()
+        if have is None:
+            return []
+        missing = [n for n, wanted in (("colour", self.stores_colour), (look.NAME, self.stores_look))
+                   if wanted and n not in have]
+        self.stores_colour = "colour" in have
+        self.stores_look = look.NAME in have
+        if self.stores_colour and have["colour"] != self.colour.dim:
+            self.colour = for_dim(have["colour"])
+            self.look = look.build(self.settings.text_encoder, self.settings.image_encoder, self.colour.name,
+                                   self.look_dir)
+        return missing
 
     def ensure_collection(self, store: VectorStore) -> None:
-        """Create the collection, or accept one created before the colour vector existed: Qdrant
-        (Edge above all) cannot add a named vector to an existing collection, so such a store is
-        indexed without colour and says once how to get it."""
+        """Create the collection, or accept one that lacks only optional vectors (``bind``), and
+        say once how to get them."""
         want = self.dims()
         have = store.dense_dims()
-        without_colour = {n: d for n, d in want.items() if n != "colour"}
-        if have is not None and {n: d for n, d in have.items() if n != "colour"} == without_colour:
-            if self.stores_colour and "colour" not in have:
-                log.warning("this store was created without the colour vector: similar items and photo search "
-                            "ignore colour until the catalog is re-indexed into a new store folder")
-            self.stores_colour = "colour" in have
+
+        def core(dims: dict[str, int]) -> dict[str, int]:
+            return {n: d for n, d in dims.items() if n not in OPTIONAL_VECTORS}
+
+        if have is not None and core(have) == core(want):
+            missing = self.bind(store)
+            if missing:
+                log.warning("this store was created without the %s vector: similar items and photo search "
+                            "use less of the photo until the catalog is re-indexed into a new store folder",
+                            " and ".join(missing))
             store.ensure_collection(have)
             return
         store.ensure_collection(want)
@@ -144,15 +199,22 @@ class ProductEmbedder:
         visual = self.image_encoder.encode(inputs, batch_size=bs)
         visual_by_row = {row: visual[j] for j, row in enumerate(with_image)}
         joint = self._joint_for(products, images, text, visual_by_row)
+        colour_by_row = {}
+        if self.stores_colour:
+            for row in visual_by_row:
+                given = colours[row] if colours is not None else None
+                colour_by_row[row] = given if given is not None else self.colour.describe(images[row])
+        look_by_row = self._looks_for(visual_by_row, colour_by_row)
         version = self.joint_version
         points = []
         for row, product in enumerate(products):
             vectors = {"text": text[row]}
             if row in visual_by_row:
                 vectors["image"] = visual_by_row[row]
-                if self.stores_colour:
-                    given = colours[row] if colours is not None else None
-                    vectors["colour"] = given if given is not None else self.colour.encode([images[row]])[0]
+            if row in colour_by_row:
+                vectors["colour"] = colour_by_row[row]
+            if row in look_by_row:
+                vectors[look.NAME] = look_by_row[row]
             payload = product.payload()
             if row in visual_by_row and image_paths[row]:
                 payload["image_path"] = image_paths[row]
@@ -173,13 +235,34 @@ class ProductEmbedder:
         return self.joint.item_vectors(text, image_rows, has_image,
                                        texts=[p.text_for_embedding() for p in products], images=images)
 
-    def joint_vectors(self, hits: Sequence[Hit]) -> np.ndarray:
-        """Joint vectors for stored items from their stored text/image vectors (no re-encoding)."""
+    def _looks_for(self, visual_by_row: dict[int, np.ndarray], colour_by_row: dict[int, np.ndarray]
+                   ) -> dict[int, np.ndarray]:
+        """Look vectors of the rows with a photo, once the look space is trained."""
+        rows = sorted(set(visual_by_row) & set(colour_by_row))
+        if not self.stores_look or not rows or not self.look.is_fitted:
+            return {}
+        vecs = self.look.project_image(look.features(np.stack([visual_by_row[r] for r in rows]),
+                                                     np.stack([colour_by_row[r] for r in rows])))
+        return dict(zip(rows, vecs))
+
+    @property
+    def derived_from(self) -> list[str]:
+        """The stored vectors that joint and look vectors are made from."""
+        return ["text", "image"] + (["colour"] if self.stores_colour else [])
+
+    def derived_vectors(self, hits: Sequence[Hit]) -> list[dict[str, np.ndarray]]:
+        """Joint (and look) vectors for stored items from their stored vectors (no re-encoding);
+        ``hits`` carry ``derived_from``."""
         text = np.stack([h.vectors["text"] for h in hits]).astype(np.float32)
         has_image = np.array(["image" in h.vectors for h in hits])
         zeros = np.zeros(self.image_encoder.dim, np.float32)
         image = np.stack([h.vectors.get("image", zeros) for h in hits]).astype(np.float32)
-        return self.joint.item_vectors(text, image, has_image)
+        out: list[dict[str, np.ndarray]] = [{"joint": v} for v in self.joint.item_vectors(text, image, has_image)]
+        looks = self._looks_for({i: h.vectors["image"] for i, h in enumerate(hits) if "image" in h.vectors},
+                                {i: h.vectors["colour"] for i, h in enumerate(hits) if "colour" in h.vectors})
+        for row, vec in looks.items():
+            out[row][look.NAME] = vec
+        return out
 
     # ------------------------------------------------------------------ the joint space
     def joint_metrics(self) -> dict[str, Any] | None:
@@ -193,10 +276,15 @@ class ProductEmbedder:
         the space's saved card (``space.json``) and the payloads, without loading torch or an
         encoder, so re-indexing an unchanged catalog takes seconds; False when unsure (the
         indexer then runs the full phase, which decides for itself)."""
-        card = saved_space(self.settings, self.joint_dir)
-        if card is None or not card.version or card.needs_training(store.count()):
+        cards = [saved_space(self.settings, self.joint_dir)]
+        if self.stores_look:
+            cards.append(look.saved(self.settings.text_encoder, self.settings.image_encoder, self.colour.name,
+                                    self.look_dir))
+        count = store.count()
+        if any(card is None or not card.version or card.needs_training(count) for card in cards):
             return False
-        return all(hit.payload.get(JOINT_VERSION_FIELD) == card.version
+        version = derived_version(cards[0].version, cards[1].version if len(cards) > 1 else None)
+        return all(hit.payload.get(JOINT_VERSION_FIELD) == version
                    for hit in store.scroll(fields=["item_id", JOINT_VERSION_FIELD]))
 
     def saved_joint_metrics(self) -> dict[str, Any] | None:
@@ -207,20 +295,37 @@ class ProductEmbedder:
     def has_lexical_state(self) -> bool:
         return (self.state_dir / "lexical.json").is_file()
 
+    def _joint_due(self, count: int) -> bool:
+        return self.joint.trainable and self.joint.needs_training(count)
+
+    def _look_due(self, count: int) -> bool:
+        return self.stores_look and self.look.needs_training(count)
+
     def joint_needs_training(self, store: VectorStore) -> bool:
-        return self.joint.trainable and self.joint.needs_training(store.count())
+        """Whether the joint or the look space should (re)fit on the store's pairs now."""
+        count = store.count()
+        return self._joint_due(count) or self._look_due(count)
 
     def train_joint(self, store: VectorStore) -> dict[str, Any]:
-        """Fit the joint space on every (text, photo) pair stored in ``store`` and save it;
-        {} when there are fewer than two pairs."""
-        hits = store.scroll(fields=["item_id"], with_vectors=["text", "image"])
+        """Fit the joint space (and the look space) that are due on every (text, photo) pair
+        stored in ``store`` and save them; the joint space's metrics, {} when there are fewer
+        than two pairs."""
+        count = store.count()
+        hits = store.scroll(fields=["item_id"], with_vectors=self.derived_from)
         pairs = [h for h in hits if "image" in h.vectors and "text" in h.vectors]
         if len(pairs) < 2:
             return {}
         text = np.stack([h.vectors["text"] for h in pairs]).astype(np.float32)
         image = np.stack([h.vectors["image"] for h in pairs]).astype(np.float32)
-        self.joint = self.joint.fit_catalog(text, image, self.joint_dir)
-        return self.joint.metrics
+        if self._joint_due(count):
+            self.joint = self.joint.fit_catalog(text, image, self.joint_dir)
+        coloured = [i for i, h in enumerate(pairs) if "colour" in h.vectors]
+        if self._look_due(count) and len(coloured) >= 2:
+            colours = np.stack([pairs[i].vectors["colour"] for i in coloured]).astype(np.float32)
+            self.look = look.fit(self.look, text[coloured], look.features(image[coloured], colours), self.look_dir)
+            log.info("look space trained: held-out text->photo recall@10 %s",
+                     self.look.metrics.get("heldout", {}).get("recall@10"))
+        return self.joint.metrics if self.joint.is_fitted else {}
 
     # ------------------------------------------------------------------ queries
     def query_text(self, text: str) -> tuple[np.ndarray, np.ndarray | None, SparseVec]:
@@ -229,7 +334,13 @@ class ProductEmbedder:
         return dense, joint, self.lexical.encode_query(text)
 
     def query_colour(self, image: Image.Image) -> np.ndarray:
-        return self.colour.encode([image])[0]
+        return self.colour.describe(image)
+
+    def query_look(self, visual: np.ndarray, colour: np.ndarray) -> np.ndarray | None:
+        """A photo's look vector, where the store has look vectors and the look space is trained."""
+        if not self.stores_look or not self.look.is_fitted:
+            return None
+        return self.look.project_image(look.features(visual[None, :], colour[None, :]))[0]
 
     def query_image(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         visual = self.image_encoder.encode([image])[0]

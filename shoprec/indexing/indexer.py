@@ -3,9 +3,9 @@
 Two phases, each safe to interrupt:
 1. rows whose content hash changed are encoded (text, image, lexical) and upserted batch by
    batch with their hash, so a re-run skips everything already done;
-2. the joint space is trained (or reused) and every point whose ``joint_version`` differs
-   from the current space gets its joint vector — a matrix product over stored vectors,
-   never a re-encode.
+2. the joint space (and the look space, encoders/look.py) is trained or reused, and every
+   point whose ``joint_version`` differs from the current spaces gets its joint (and look)
+   vector — a projection of stored vectors, never a re-encode.
 Images for the next batch are decoded, and resized into the image encoder's input array, on
 worker threads while the current batch encodes, so the encoder's thread only runs the network.
 """
@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 from shoprec.bounds import InputBounds
-from shoprec.encoders.colour import describe as describe_colour
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
 from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
@@ -53,12 +52,13 @@ class _Pending:
 
 
 def _load_and_prepare(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | None,
-                      prepare: Callable[[Image.Image], np.ndarray] | None, colour: bool) -> _Loaded:
+                      prepare: Callable[[Image.Image], np.ndarray] | None,
+                      colour: Callable[[Image.Image], np.ndarray] | None) -> _Loaded:
     """Runs on a worker thread: decode, then resize/pad/normalise the encoder's input and take the
     colour descriptor, all from the one decode (PIL and numpy release the GIL)."""
     image = load_image(ref, base_dir, limits, budget)
     return _Loaded(image, prepare(image) if prepare is not None else None,
-                   describe_colour(image) if colour else None)
+                   colour(image) if colour is not None else None)
 
 
 class Indexer:
@@ -198,7 +198,7 @@ class Indexer:
             return [
                 _Pending(row.line, row.product, digest,
                          pool.submit(_load_and_prepare, row.product.image, base_dir, self.limits, budget,
-                                     prepare[0], self.embedder.stores_colour)
+                                     prepare[0], self.embedder.colour.describe if self.embedder.stores_colour else None)
                          if row.product.image else None)
                 for row, digest in chunk
             ]
@@ -236,7 +236,7 @@ class Indexer:
 
     # ------------------------------------------------------------------ phase 2
     def _refresh_joint(self, report: IndexReport, progress: bool, train: bool) -> None:
-        """Give every point a joint vector from the current space (no re-encoding)."""
+        """Give every point a joint (and look) vector from the current spaces (no re-encoding)."""
         if train and self.embedder.joint_needs_training(self.store):
             report.joint_metrics = self.embedder.train_joint(self.store)
         version = self.embedder.joint_version
@@ -245,9 +245,9 @@ class Indexer:
         stale = [hit.item_id for hit in self.store.scroll(fields=["item_id", JOINT_VERSION_FIELD])
                  if hit.payload.get(JOINT_VERSION_FIELD) != version]
         for start in range(0, len(stale), 512):
-            chunk = self.store.retrieve(stale[start:start + 512], with_vectors=["text", "image"])
-            joint = self.embedder.joint_vectors(chunk)
-            self.store.update_vectors([(hit.item_id, {"joint": vector}) for hit, vector in zip(chunk, joint)])
+            chunk = self.store.retrieve(stale[start:start + 512], with_vectors=self.embedder.derived_from)
+            derived = self.embedder.derived_vectors(chunk)
+            self.store.update_vectors([(hit.item_id, vectors) for hit, vectors in zip(chunk, derived)])
             self.store.set_payload([hit.item_id for hit in chunk], {JOINT_VERSION_FIELD: version})
         report.joint_updated = len(stale)
 

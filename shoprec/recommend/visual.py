@@ -1,7 +1,9 @@
-"""Visual similarity that sees colour: the image (or joint) vector plus the colour descriptor.
+"""Visual similarity that sees colour: the look (or joint) vector plus the colour descriptor.
 
 The CNN image vector ignores colour (colour jitter in its training); the ``colour`` vector
-(encoders/colour.py) is the photo's own colours. They are combined at query time, inside
+(encoders/colour.py) is the photo's own colours, and the ``look`` vector (encoders/look.py) both,
+in a text-aligned space. "Similar by image" ranks by look where the store has it, by the CNN
+vector in a store made before look existed. Look or joint and colour are combined at query time, inside
 Qdrant, as ``(1 - w) * cos(vector) + w * cos(colour)`` over the vector's nearest candidates
 (``VectorStore.search_weighted``: prefetch + formula). Query time rather than a fused vector
 at index time because the ranking is the same (the cosine of a weighted concatenation of unit
@@ -21,6 +23,7 @@ from ..config import Settings
 from ..indexing.store import Hit, ItemFilter, VectorStore, WithVectors
 
 COLOUR = "colour"
+LOOK = "look"
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,15 @@ class ColourMix:
 def search(store: VectorStore, modality: str, vectors: Mapping[str, np.ndarray], k: int, mix: ColourMix,
            flt: ItemFilter | None = None, with_vectors: WithVectors = False,
            fields: Sequence[str] | None = None) -> list[Hit]:
-    """Nearest items to ``vectors[modality]``, with colour mixed in where the query has a colour
-    vector and the modality takes colour; a plain search otherwise."""
+    """Nearest items to ``vectors[modality]`` (``image`` is served by ``vectors["look"]`` where
+    given), with colour mixed in where the query has a colour vector and the modality takes
+    colour; a plain search otherwise."""
     weight = mix.weight(modality)
     colour = vectors.get(COLOUR)
+    name = LOOK if modality == "image" and vectors.get(LOOK) is not None else modality
     if weight <= 0.0 or colour is None or modality == COLOUR:
-        return store.search(modality, vectors[modality], k, flt, with_vectors=with_vectors, fields=fields)
-    parts = [(modality, vectors[modality], 1.0 - weight), (COLOUR, colour, weight)]
+        return store.search(name, vectors[name], k, flt, with_vectors=with_vectors, fields=fields)
+    parts = [(name, vectors[name], 1.0 - weight), (COLOUR, colour, weight)]
     return store.search_weighted(parts, k, mix.candidates, flt, with_vectors=with_vectors, fields=fields)
 
 

@@ -186,6 +186,33 @@ def test_a_store_without_the_colour_vector_keeps_working(tmp_path: Path, caplog)
     store.close()
 
 
+class _FixedImageEncoder:
+    """Stands in for the CNN: every photo gets the anchor's shape, so the ranking is the store's."""
+
+    dim = 4
+
+    def encode(self, images, batch_size: int = 32) -> np.ndarray:
+        return np.stack([SHAPES["anchor"] for _ in images])
+
+
+def test_photo_search_in_a_store_without_colour(tmp_path: Path) -> None:
+    """A store made with ``index_colour`` off (or before colour existed) has no colour vector to
+    mix in: a photo query is ranked by the CNN vector alone instead of failing on 'colour'."""
+    from shoprec.config import Settings
+    from shoprec.service import Shoprec
+
+    store = EdgeStore(tmp_path / "plain")
+    store.ensure_collection({"text": 4, "image": 4, "joint": 4})
+    store.upsert([ItemPoint(i, {"text": SHAPES[i], "image": SHAPES[i], "joint": SHAPES[i]}, {"item_id": i})
+                  for i in SHAPES])
+    service = Shoprec(Settings(store=tmp_path / "plain"), store=store)  # index_colour on: the store decides
+    service.embedder.image_encoder = _FixedImageEncoder()
+    found = service.search(image=product_photo(RED), k=2)
+    assert [r.id for r in found] == ["anchor", "twin-blue"]
+    assert service.embedder.query_colour(product_photo(RED)) is None
+    service.close()
+
+
 def test_a_new_store_gets_the_colour_vector(tmp_path: Path) -> None:
     from shoprec.config import Settings
     from shoprec.indexing.embedder import ProductEmbedder

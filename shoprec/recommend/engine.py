@@ -542,11 +542,12 @@ class RecommendEngine:
         f = narrowed(flt, exclude=[item_id])
         pool = k if diversity <= 0 else max(4 * k, 50)
         colour = item.vectors.get(visual.COLOUR)
-        wanted = ([modality] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
+        ranked_by = visual.ranked_by(modality, item.vectors)
+        wanted = ([ranked_by] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
         hits = visual.search(self.store, modality, item.vectors, pool, self.colour_mix, f,
                              with_vectors=sorted(set(wanted)) or False)
         if diversity > 0 and hits:
-            vecs = np.vstack([h.vectors[modality] for h in hits])
+            vecs = np.vstack([h.vectors[ranked_by] for h in hits])
             hits = [hits[i] for i in mmr_select(np.array([h.score for h in hits]), vecs, k, diversity)]
         anchor = reasons.title(item.payload, item_id)
         plain = reasons.similar_to(anchor, modality)

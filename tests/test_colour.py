@@ -246,12 +246,14 @@ def test_a_store_with_the_v1_descriptor_keeps_it_for_indexing_and_queries(tmp_pa
     store.close()
 
 
-def test_image_similarity_ranks_by_look_where_the_store_has_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_image_similarity_ranks_by_look_where_the_store_has_it(backend: str, tmp_path: Path) -> None:
     """The CNN vectors call twin-blue the anchor's twin; the look vectors (which see colour) call
-    red-cousin closer. "image" follows look when the query carries one, the CNN vector otherwise."""
+    red-cousin closer. "image" follows look when the query carries one, the CNN vector otherwise;
+    the same on both backends."""
     looks = {"anchor": _unit([1, 0, 0, 0]), "twin-blue": _unit([0.2, 1, 0, 0]), "red-cousin": _unit([1, 0.3, 0, 0]),
              "far-red": _unit([0, 0, 1, 0])}
-    store = EdgeStore(tmp_path / "look")
+    store: VectorStore = EdgeStore(tmp_path / "look") if backend == "edge" else ServerStore(QdrantClient(":memory:"))
     store.ensure_collection({"image": 4, "look": 4, "colour": DIM})
     store.upsert([ItemPoint(i, {"image": SHAPES[i], "look": looks[i], "colour": COLOURS[PAINT[i]]}, {}) for i in SHAPES])
     flt = ItemFilter(exclude_ids=["anchor"])

@@ -241,6 +241,19 @@ def test_mmr_on_image_similarity_judges_redundancy_by_the_look_vector(tmp_path):
     store.close()
 
 
+def test_similar_modalities_are_one_list_everywhere(engine):
+    """``look`` is a stored vector, not a modality: it serves "image". The HTTP enum and the engine
+    take the same names, and the engine says which for anything else."""
+    from typing import get_args
+
+    from shoprec.http.routes.recommend import Modality
+    from shoprec.recommend import visual
+
+    assert set(get_args(Modality)) == set(visual.MODALITIES)
+    with pytest.raises(ValueError, match="modality must be one of .*'image'.*got 'look'"):
+        engine.similar("d1", modality="look")
+
+
 def test_feed_mmr_mixes_categories(engine):
     engine.ingest([ev("u", "s2", "view")])
     assert {r.category for r in engine.recommend_user("u", k=4)} == {"shoes"}

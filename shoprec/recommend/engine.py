@@ -31,7 +31,7 @@ from ..config import Settings
 from ..db import Conn
 from ..errors import UnknownItem
 from ..indexing import serving_space
-from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
+from ..indexing.store import Hit, ItemFilter, VectorStore
 from ..lazy import is_built, lazy
 from ..online.measurement import OnlineMeasurement
 from ..online.tracking import ServedList
@@ -518,8 +518,8 @@ class RecommendEngine:
         Answers are cached until the catalog changes (they depend on nothing else): a product
         page's "similar items" is asked for on every view of it."""
         _check_k(k)
-        if modality not in DENSE_VECTORS:
-            raise ValueError(f"modality must be one of {DENSE_VECTORS}, got {modality!r}")
+        if modality not in visual.MODALITIES:
+            raise ValueError(f"modality must be one of {visual.MODALITIES}, got {modality!r}")
         diversity = self._diversity(mmr)
         key = (item_id, k, modality, repr(flt), diversity)
         stamp = self.store.points_count()

@@ -24,6 +24,10 @@ from ..indexing.store import Hit, ItemFilter, VectorStore, WithVectors
 
 COLOUR = "colour"
 LOOK = "look"
+#: What similar items compare by (the HTTP ``modality`` and the CLI's ``--modality``). ``look`` is
+#: not one of them: it serves ``image`` where the store has it (``ranked_by``), so one question
+#: keeps one name whichever store answers it.
+MODALITIES = ("text", "image", "joint", COLOUR)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,33 @@ def test_a_store_without_the_colour_vector_keeps_working(tmp_path: Path, caplog)
     store.close()
 
 
+class _FixedImageEncoder:
+    """Stands in for the CNN: every photo gets the anchor's shape, so the ranking is the store's."""
+
+    dim = 4
+
+    def encode(self, images, batch_size: int = 32) -> np.ndarray:
+        return np.stack([SHAPES["anchor"] for _ in images])
+
+
+def test_photo_search_in_a_store_without_colour(tmp_path: Path) -> None:
+    """A store made with ``index_colour`` off (or before colour existed) has no colour vector to
+    mix in: a photo query is ranked by the CNN vector alone instead of failing on 'colour'."""
+    from shoprec.config import Settings
+    from shoprec.service import Shoprec
+
+    store = EdgeStore(tmp_path / "plain")
+    store.ensure_collection({"text": 4, "image": 4, "joint": 4})
+    store.upsert([ItemPoint(i, {"text": SHAPES[i], "image": SHAPES[i], "joint": SHAPES[i]}, {"item_id": i})
+                  for i in SHAPES])
+    service = Shoprec(Settings(store=tmp_path / "plain"), store=store)  # index_colour on: the store decides
+    service.embedder.image_encoder = _FixedImageEncoder()
+    found = service.search(image=product_photo(RED), k=2)
+    assert [r.id for r in found] == ["anchor", "twin-blue"]
+    assert service.embedder.query_colour(product_photo(RED)) is None
+    service.close()
+
+
 def test_a_new_store_gets_the_colour_vector(tmp_path: Path) -> None:
     from shoprec.config import Settings
     from shoprec.indexing.embedder import ProductEmbedder
@@ -219,12 +246,14 @@ def test_a_store_with_the_v1_descriptor_keeps_it_for_indexing_and_queries(tmp_pa
     store.close()
 
 
-def test_image_similarity_ranks_by_look_where_the_store_has_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_image_similarity_ranks_by_look_where_the_store_has_it(backend: str, tmp_path: Path) -> None:
     """The CNN vectors call twin-blue the anchor's twin; the look vectors (which see colour) call
-    red-cousin closer. "image" follows look when the query carries one, the CNN vector otherwise."""
+    red-cousin closer. "image" follows look when the query carries one, the CNN vector otherwise;
+    the same on both backends."""
     looks = {"anchor": _unit([1, 0, 0, 0]), "twin-blue": _unit([0.2, 1, 0, 0]), "red-cousin": _unit([1, 0.3, 0, 0]),
              "far-red": _unit([0, 0, 1, 0])}
-    store = EdgeStore(tmp_path / "look")
+    store: VectorStore = EdgeStore(tmp_path / "look") if backend == "edge" else ServerStore(QdrantClient(":memory:"))
     store.ensure_collection({"image": 4, "look": 4, "colour": DIM})
     store.upsert([ItemPoint(i, {"image": SHAPES[i], "look": looks[i], "colour": COLOURS[PAINT[i]]}, {}) for i in SHAPES])
     flt = ItemFilter(exclude_ids=["anchor"])

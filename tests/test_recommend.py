@@ -224,6 +224,36 @@ def test_feed_may_offer_purchases_again_unless_the_caller_excludes_them(engine):
     assert cheap and all(r.price <= 50.0 and r.category in ("shoes", "bags") for r in cheap)
 
 
+def test_mmr_on_image_similarity_judges_redundancy_by_the_look_vector(tmp_path):
+    """Where "image" ranks by look, MMR must see the look vectors' near-copies: the CNN vectors
+    here are all unlike each other, so judged by them every item would look new."""
+    looks = {"q": vec((0, 1)), "c1": vec((0, 1), (1, 0.05)), "c2": vec((0, 1), (1, 0.06)),
+             "c3": vec((0, 1), (1, 0.07)), "far": vec((0, 1), (5, 0.4))}
+    store = EdgeStore(tmp_path / "look")
+    store.ensure_collection({**DIMS, "look": 8})
+    store.upsert([ItemPoint(i, {"joint": v, "text": v, "image": vec((n, 1)), "look": v},
+                            {"title": i, "category": "x", "price": 1.0, "in_stock": True})
+                  for n, (i, v) in enumerate(looks.items())])
+    eng = open_engine(store, tmp_path)
+    assert ids(eng.similar("q", k=2, modality="image")) == ["c1", "c2"]
+    assert ids(eng.similar("q", k=2, modality="image", mmr=0.7)) == ["c1", "far"]
+    eng.close()
+    store.close()
+
+
+def test_similar_modalities_are_one_list_everywhere(engine):
+    """``look`` is a stored vector, not a modality: it serves "image". The HTTP enum and the engine
+    take the same names, and the engine says which for anything else."""
+    from typing import get_args
+
+    from shoprec.http.routes.recommend import Modality
+    from shoprec.recommend import visual
+
+    assert set(get_args(Modality)) == set(visual.MODALITIES)
+    with pytest.raises(ValueError, match="modality must be one of .*'image'.*got 'look'"):
+        engine.similar("d1", modality="look")
+
+
 def test_feed_mmr_mixes_categories(engine):
     engine.ingest([ev("u", "s2", "view")])
     assert {r.category for r in engine.recommend_user("u", k=4)} == {"shoes"}

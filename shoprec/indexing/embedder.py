@@ -333,12 +333,14 @@ class ProductEmbedder:
         joint = self.joint.query_text(text, dense) if self.joint.is_fitted else None
         return dense, joint, self.lexical.encode_query(text)
 
-    def query_colour(self, image: Image.Image) -> np.ndarray:
-        return self.colour.describe(image)
+    def query_colour(self, image: Image.Image) -> np.ndarray | None:
+        """A photo's colour descriptor (the store's own), or None where the store has no colour
+        vector (created before it, or with ``index_colour`` off): nothing could compare with it."""
+        return self.colour.describe(image) if self.stores_colour else None
 
-    def query_look(self, visual: np.ndarray, colour: np.ndarray) -> np.ndarray | None:
+    def query_look(self, visual: np.ndarray, colour: np.ndarray | None) -> np.ndarray | None:
         """A photo's look vector, where the store has look vectors and the look space is trained."""
-        if not self.stores_look or not self.look.is_fitted:
+        if colour is None or not self.stores_look or not self.look.is_fitted:
             return None
         return self.look.project_image(look.features(visual[None, :], colour[None, :]))[0]
 

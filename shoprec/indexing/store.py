@@ -21,8 +21,9 @@ import numpy as np
 from ..vectors import SparseVec  # re-exported: stores and callers name it from here too
 
 #: Dense vectors each product point may carry. A missing one (e.g. no image) is simply absent;
-#: ``colour`` (encoders/colour.py) is also absent from every point of a store created before it.
-DENSE_VECTORS = ("text", "image", "joint", "colour")
+#: ``colour`` (encoders/colour.py) and ``look`` (encoders/look.py) are also absent from every
+#: point of a store created before them or with them switched off.
+DENSE_VECTORS = ("text", "image", "joint", "colour", "look")
 #: Name of the sparse lexical (jieba / BM25-style) vector.
 SPARSE_VECTOR = "lexical"
 #: Payload field naming the joint space an item's joint vector came from.

@@ -31,7 +31,7 @@ from ..config import Settings
 from ..db import Conn
 from ..errors import UnknownItem
 from ..indexing import serving_space
-from ..indexing.store import DENSE_VECTORS, Hit, ItemFilter, VectorStore
+from ..indexing.store import Hit, ItemFilter, VectorStore
 from ..lazy import is_built, lazy
 from ..online.measurement import OnlineMeasurement
 from ..online.tracking import ServedList
@@ -518,8 +518,8 @@ class RecommendEngine:
         Answers are cached until the catalog changes (they depend on nothing else): a product
         page's "similar items" is asked for on every view of it."""
         _check_k(k)
-        if modality not in DENSE_VECTORS:
-            raise ValueError(f"modality must be one of {DENSE_VECTORS}, got {modality!r}")
+        if modality not in visual.MODALITIES:
+            raise ValueError(f"modality must be one of {visual.MODALITIES}, got {modality!r}")
         diversity = self._diversity(mmr)
         key = (item_id, k, modality, repr(flt), diversity)
         stamp = self.store.points_count()
@@ -542,11 +542,12 @@ class RecommendEngine:
         f = narrowed(flt, exclude=[item_id])
         pool = k if diversity <= 0 else max(4 * k, 50)
         colour = item.vectors.get(visual.COLOUR)
-        wanted = ([modality] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
+        ranked_by = visual.ranked_by(modality, item.vectors)
+        wanted = ([ranked_by] if diversity > 0 else []) + ([visual.COLOUR] if colour is not None else [])
         hits = visual.search(self.store, modality, item.vectors, pool, self.colour_mix, f,
                              with_vectors=sorted(set(wanted)) or False)
         if diversity > 0 and hits:
-            vecs = np.vstack([h.vectors[modality] for h in hits])
+            vecs = np.vstack([h.vectors[ranked_by] for h in hits])
             hits = [hits[i] for i in mmr_select(np.array([h.score for h in hits]), vecs, k, diversity)]
         anchor = reasons.title(item.payload, item_id)
         plain = reasons.similar_to(anchor, modality)

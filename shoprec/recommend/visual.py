@@ -24,6 +24,10 @@ from ..indexing.store import Hit, ItemFilter, VectorStore, WithVectors
 
 COLOUR = "colour"
 LOOK = "look"
+#: What similar items compare by (the HTTP ``modality`` and the CLI's ``--modality``). ``look`` is
+#: not one of them: it serves ``image`` where the store has it (``ranked_by``), so one question
+#: keeps one name whichever store answers it.
+MODALITIES = ("text", "image", "joint", COLOUR)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,13 @@ class ColourMix:
         return {"image": self.image, "joint": self.joint}.get(modality, 0.0)
 
 
+def ranked_by(modality: str, vectors: Mapping[str, np.ndarray]) -> str:
+    """The stored vector that ``search`` ranks ``modality`` by for this query: ``look`` serves
+    ``image`` where the query has one. Whatever else compares the hits (MMR's redundancy) must
+    use the same vector, or it judges a ranking it did not make."""
+    return LOOK if modality == "image" and vectors.get(LOOK) is not None else modality
+
+
 def search(store: VectorStore, modality: str, vectors: Mapping[str, np.ndarray], k: int, mix: ColourMix,
            flt: ItemFilter | None = None, with_vectors: WithVectors = False,
            fields: Sequence[str] | None = None) -> list[Hit]:
@@ -53,7 +64,7 @@ def search(store: VectorStore, modality: str, vectors: Mapping[str, np.ndarray],
     colour; a plain search otherwise."""
     weight = mix.weight(modality)
     colour = vectors.get(COLOUR)
-    name = LOOK if modality == "image" and vectors.get(LOOK) is not None else modality
+    name = ranked_by(modality, vectors)
     if weight <= 0.0 or colour is None or modality == COLOUR:
         return store.search(name, vectors[name], k, flt, with_vectors=with_vectors, fields=fields)
     parts = [(name, vectors[name], 1.0 - weight), (COLOUR, colour, weight)]

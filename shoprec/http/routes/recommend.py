@@ -28,7 +28,8 @@ def similar(
     svc: Service,
     k: K = 10,
     modality: Annotated[Modality, Query(description="Which vector to compare: joint (text+photo), "
-                                                    "text, image (the photo alone, colour mixed in) or colour (the photo's colours alone).")] = "joint",
+                                                    "text, image (the photo alone: its look vector, CNN features and colour, where the store has one, "
+                                                    "else its CNN vector; colour mixed in) or colour (the photo's colours alone).")] = "joint",
     mmr: Annotated[float | None, Query(ge=0, le=1, description="Diversity 0..1 (MMR); default from settings.")] = None,
     user_id: Shopper = None,
 ) -> Results:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 from qdrant_client import QdrantClient
 
-from shoprec.encoders.colour import DESCRIPTORS, ColourDescriptor, describe, for_dim
+from shoprec.encoders.colour import DESCRIPTORS, SIDE, ColourDescriptor, _small_rgb, describe, for_dim, to_lab
 from shoprec.evaluation.report import render_markdown
 from shoprec.evaluation.similar import similar_quality
 from shoprec.indexing.edge import EdgeStore
@@ -90,6 +90,36 @@ def test_descriptor_ignores_size_and_leaves_the_image_alone() -> None:
     assert ColourDescriptor().encode([]).shape == (0, DIM)
     with pytest.raises(TypeError):
         ColourDescriptor().encode(small)
+
+
+def test_lab_lookup_matches_the_cie_formula() -> None:
+    """to_lab linearises sRGB through a 256-entry table: it must give what the formula gives,
+    including the known anchors (white L=100, black L=0, sRGB red's published Lab)."""
+    rng = np.random.default_rng(0)
+    rgb = np.vstack([rng.integers(0, 256, size=(2000, 3)), np.repeat(np.arange(256)[:, None], 3, axis=1)]).astype(np.uint8)
+    c = rgb.astype(np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    expected = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=-1)
+    assert np.abs(to_lab(rgb) - expected).max() < 1e-3
+    white, black, red = to_lab(np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0]], np.uint8))
+    assert abs(white[0] - 100) < 0.01 and np.abs(white[1:]).max() < 0.01 and np.abs(black).max() < 0.01
+    assert np.allclose(red, [53.24, 80.09, 67.20], atol=0.05)
+
+
+def test_descriptor_reads_a_small_box_averaged_copy() -> None:
+    """Whatever the photo's size, the descriptor reads at most SIDE px along the longer side,
+    each the mean of a block: a fine stripe pattern averages to its mix, not to one stripe."""
+    stripes = Image.new("RGB", (640, 960), RED)
+    draw = ImageDraw.Draw(stripes)
+    for x in range(0, 640, 2):
+        draw.line([(x, 0), (x, 959)], fill=BLUE)
+    small = _small_rgb(stripes)
+    assert max(small.shape[:2]) <= SIDE
+    assert np.allclose(small.reshape(-1, 3).mean(axis=0), np.mean([RED, BLUE], axis=0), atol=2)
 
 
 # --- stored vector and fused query, both backends -------------------------------------------

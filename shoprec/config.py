@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     neighbour_cache_size: int = Field(
         50_000, description="Anchor items whose ANN neighbours the feed keeps in memory (cleared when "
         "the catalog changes; 0: always ask Qdrant).")
+    warm_up: bool = Field(True, description="A server loads the feed's state and fills the neighbour cache for "
+                          "the items shoppers touched on a background thread at start (first feeds then skip "
+                          "those HNSW searches).")
     feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
                                  "own event, a catalog change or a new ranker invalidates theirs at once).")
     similar_cache_size: int = Field(20_000, description="'Similar items' answers kept until the catalog "

@@ -101,3 +101,42 @@ def test_similar_items_are_cached_until_the_catalog_changes(engine, monkeypatch)
     assert ids(engine.similar("d1", k=3)) == ids(first) and calls == ["search", "search"]
     engine.store.delete(["d2"])  # another writer removed an item: the store's size tells
     assert "d2" not in ids(engine.similar("d1", k=3))
+
+
+def test_warm_up_caches_every_touched_items_neighbours(engine, monkeypatch):
+    """After the server's warm-up, a shopper's first feed asks Qdrant for nothing: the
+    neighbours of every item anyone touched are in memory, and the feed is the one a cold
+    engine computes."""
+    cold = engine.recommend_user("n", k=5)
+    engine.ranked.items_changed(["d1"])  # empties the neighbour cache (and the feed cache's stamp)
+    assert engine.ranked.warm_neighbours() == 2  # d1 and d3: the items u and n touched
+    calls = _counting_searches(engine, monkeypatch)
+    assert ids(engine.recommend_user("u", k=5)) and calls == []
+    assert ids(engine.recommend_user("n", k=5)) == ids(cold) and calls == []
+
+
+def test_warm_up_stops_when_asked(engine):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    assert engine.ranked.warm_neighbours(stop) == 0
+
+
+def test_the_server_warms_up_in_the_background(store, tmp_path, caplog, monkeypatch):  # noqa: F811
+    import logging
+
+    eng = open_engine(store, tmp_path, feed_cache_ttl_s=60)
+    eng.ingest([ev("u", "d1", "view"), ev("u", "d3", "view", 1)])
+    with caplog.at_level(logging.INFO, logger="shoprec.engine"):
+        eng.open()
+        eng._warming.join(timeout=30)
+    calls = _counting_searches(eng, monkeypatch)
+    eng.recommend_user("u", k=5)
+    eng.close()
+    assert calls == []  # the first feed found its anchors' neighbours warmed
+    assert any("feed warmed up" in r.getMessage() and "2 items' neighbours" in r.getMessage() for r in caplog.records)
+    quiet = open_engine(store, tmp_path / "quiet", warm_up=False)
+    quiet.open()
+    assert quiet._warming is None
+    quiet.close()

@@ -27,7 +27,11 @@ from .joint import CatalogAlignedSpace, SavedSpace
 NAME = "look"
 DIM = 256
 #: Hidden units of the heads: the non-linearity turns a colour histogram into colour names.
-HIDDEN = 512
+#: Chosen on 1,000 validation H&M items (never the test queries), top 10 with colour at 0.1,
+#: category / colour share, training seconds on 17k pairs: 512 units 0.611 / 0.661, 8.8 s;
+#: 256 units 0.614 / 0.662, 4.2 s; 256 units and 5 epochs 0.609 / 0.664 but held-out
+#: text->photo recall fell (0.585 vs 0.604). 256 halves the fixed training cost of indexing.
+HIDDEN = 256
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,8 @@ class Health(BaseModel):
     ranker_reason: str | None = None
     database: str | None = Field(None, description="Where behaviour state lives: 'sqlite' or 'postgres' "
                                  "(its address is not shown: /health is open).")
+    warm: bool | None = Field(None, description="Whether the start-up warm-up (feed state and neighbour cache) "
+                              "has finished; requests are served either way, sooner once it has.")
 
 
 class UsersReport(BaseModel):

@@ -106,6 +106,7 @@ class RecommendEngine:
         self._known: dict[str, int] = {}
         self._next_refresh = 0.0
         self._stop_listening = threading.Event()
+        self._warming: threading.Thread | None = None
         self._listener: threading.Thread | None = None
         self._following_failed = False  # said once per outage (refresh)
 
@@ -175,6 +176,24 @@ class RecommendEngine:
         if self._listener is None:  # PostgreSQL: wake on other workers' commits (SQLite: none)
             self._listener = self.events.db.listen(lambda: self.refresh(force=True),
                                                    self.settings.refresh_interval_s, self._stop_listening)
+        if self.settings.warm_up and self._warming is None:
+            self._warming = threading.Thread(target=self._warm_up, name="shoprec-warm-up", daemon=True)
+            self._warming.start()
+
+    @property
+    def warm(self) -> bool:
+        """Whether the start-up warm-up has run to its end (True where none was asked for)."""
+        return self._warming is None or not self._warming.is_alive()
+
+    def _warm_up(self) -> None:
+        """Load the feed's state and its neighbour cache now, off the request path: the first
+        shoppers then do not wait for the event log to load or for HNSW searches of their items."""
+        try:
+            started = time.perf_counter()
+            anchors = self.ranked.warm_neighbours(self._stop_listening)
+            log.info("feed warmed up in %.1fs (%d items' neighbours cached)", time.perf_counter() - started, anchors)
+        except Exception as err:  # noqa: BLE001 - a warm-up is an optimisation: requests still work without it
+            log.warning("feed warm-up stopped: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the
@@ -182,6 +201,8 @@ class RecommendEngine:
         self._stop_listening.set()
         if self._listener is not None:
             self._listener.join(timeout=self.settings.refresh_interval_s + 5)
+        if self._warming is not None:
+            self._warming.join()
         if self._training is not None:
             self._training.join()
         if is_built(self, "online"):

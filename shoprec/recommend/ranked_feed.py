@@ -26,7 +26,7 @@ from . import reasons
 from .event_store import EventStore
 from .events import Event
 from .filters import matcher
-from .ranking.candidates import Neighbours
+from .ranking.candidates import SIMILAR_PER_ITEM, Neighbours
 from .ranking.pipeline import PipelineSettings, Ranked, RankingPipeline
 from .ranking.model_store import ModelStore
 from .ranking.rankers import BLEND_WEIGHTS, COLD_BLEND_WEIGHTS, BlendRanker, LearnedRanker, Ranker
@@ -152,6 +152,36 @@ class RankedFeed:
             return out  # type: ignore[return-value]
 
         return search
+
+    def warm_neighbours(self, stop: threading.Event | None = None, chunk: int = 64) -> int:
+        """Fill the neighbour cache for the items shoppers touched, most recently touched first
+        (up to the cache's capacity), so a shopper's first feed finds its anchors' neighbours
+        in memory instead of paying one HNSW search per recent item. Run once at server start
+        on a background thread (``RecommendEngine.open``); stops early when ``stop`` is set or
+        the catalog changes under it. Returns how many anchors it searched."""
+        p = self.pipeline()
+        capacity = self._neighbour_cache.capacity
+        if capacity <= 0:
+            return 0
+        self._notice_other_writers()  # learn the store's size now, or the first request clears the cache
+        _, items, _, ts = p.log.arrays()
+        newest_first = items[np.argsort(-ts, kind="stable")]
+        _, first_seen = np.unique(newest_first, return_index=True)
+        anchors = newest_first[np.sort(first_seen)]
+        matrix = p.table.matrix()
+        anchors = anchors[anchors < len(matrix)]
+        vecs = matrix[anchors]
+        vecs = vecs[np.linalg.norm(vecs, axis=1) > 0][:capacity]
+        search = self._neighbours(p.table)
+        with self._lock:
+            generation = self._generation
+        done = 0
+        for start in range(0, len(vecs), chunk):
+            if (stop is not None and stop.is_set()) or self._generation != generation:
+                break
+            search(vecs[start:start + chunk], SIMILAR_PER_ITEM)
+            done += len(vecs[start:start + chunk])
+        return done
 
     def on_events(self, events: Sequence[Event], hits: dict[str, Hit]) -> None:
         """Append accepted events (their items' hits carry payloads and vectors)."""

@@ -37,7 +37,8 @@ def health(svc: Service) -> Response | Health:
         return JSONResponse(Health(status="unavailable", detail="the events database does not answer "
                                    "(the server log says why)").model_dump(), status_code=503)
     return Health(status="ok", items=items, space=ranking["space"], space_reason=ranking["space_reason"],
-                  ranker=ranking["ranker"], ranker_reason=ranking["why"], database=svc.engine.events.db.dialect)
+                  ranker=ranking["ranker"], ranker_reason=ranking["why"], database=svc.engine.events.db.dialect,
+                  warm=svc.engine.warm)
 
 
 @router.get("/metrics", dependencies=READ, response_class=Response,

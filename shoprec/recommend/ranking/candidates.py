@@ -112,13 +112,17 @@ class Variants:
         return _top(np.fromiter(scores, dtype=np.int64), np.fromiter(scores.values(), dtype=np.float64), ctx, limit)
 
 
+#: Neighbours asked per recent item (the feed's warm-up fills its cache with this many).
+SIMILAR_PER_ITEM = 50
+
+
 class Similar:
     """Per-history-item ANN; a candidate's score is the best cosine to a recent item, scaled
     down slightly with how far back that item is (the last items carry most intent)."""
 
     name = "similar"
 
-    def __init__(self, neighbours: Neighbours, per_item: int = 50, recency: float = 0.97) -> None:
+    def __init__(self, neighbours: Neighbours, per_item: int = SIMILAR_PER_ITEM, recency: float = 0.97) -> None:
         self.neighbours = neighbours
         self.per_item = per_item
         self.recency = recency

@@ -193,7 +193,7 @@ class RecommendEngine:
             anchors = self.ranked.warm_neighbours(self._stop_listening)
             log.info("feed warmed up in %.1fs (%d items' neighbours cached)", time.perf_counter() - started, anchors)
         except Exception as err:  # noqa: BLE001 - a warm-up is an optimisation: requests still work without it
-            log.warning("feed warm-up stopped: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            log.warning("feed warm-up stopped: %s", err)
 
     def close(self) -> None:
         """Wait for a background ranker training to finish (it reads the store and writes the

@@ -179,8 +179,9 @@ class RankedFeed:
         for start in range(0, len(vecs), chunk):
             if (stop is not None and stop.is_set()) or self._generation != generation:
                 break
-            search(vecs[start:start + chunk], SIMILAR_PER_ITEM)
-            done += len(vecs[start:start + chunk])
+            batch = vecs[start:start + chunk]
+            search(batch, SIMILAR_PER_ITEM)
+            done += len(batch)
         return done
 
     def on_events(self, events: Sequence[Event], hits: dict[str, Hit]) -> None:

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
                           "those HNSW searches).")
     feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
                                  "own event, a catalog change or a new ranker invalidates theirs at once).")
+    payload_cache_size: int = Field(20_000, description="Items whose stored payloads (title, price, photo, "
+                                    "...) the feed keeps in memory to answer without a store read (cleared "
+                                    "when the catalog changes; 0: always read).")
     similar_cache_size: int = Field(20_000, description="'Similar items' answers kept until the catalog "
                                     "changes (0: no cache).")
     feed_cache_ttl_s: float = Field(60.0, description="Longest a cached feed is reused while other shoppers' "

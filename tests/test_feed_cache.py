@@ -71,6 +71,29 @@ def test_a_catalog_change_invalidates_feeds_and_neighbours(engine, monkeypatch):
     assert calls, "after a catalog change the neighbours are searched again"
 
 
+def test_payloads_are_read_from_memory_until_the_item_changes(engine, monkeypatch):
+    """A computed feed reads no payload it read before; a re-indexed item (new price, out of
+    stock) shows its new payload at once, and the stock filter sees it."""
+    from test_recommend import point
+
+    from shoprec.indexing.store import ItemFilter
+
+    engine.ranked.feeds.capacity = 0  # every feed computed
+    first = {r.id: r for r in engine.recommend_user("u", k=8)}
+    reads: list[list[str]] = []
+    real = engine.store.retrieve
+    monkeypatch.setattr(engine.store, "retrieve", lambda ids, **kw: reads.append(list(ids)) or real(ids, **kw))
+    again = {r.id: r for r in engine.recommend_user("u", k=8)}
+    assert again.keys() == first.keys() and reads == []
+    changed = point("d2")
+    changed.payload.update(price=19.0, in_stock=False)
+    engine.store.upsert([changed])
+    engine.items_changed(["d2"])  # what Shoprec.upsert_items calls after writing the store
+    after = {r.id: r for r in engine.recommend_user("u", k=8)}
+    assert "d2" in after and after["d2"].price == 19.0 and reads
+    assert "d2" not in ids(engine.recommend_user("u", k=8, flt=ItemFilter(in_stock=True)))
+
+
 def test_neighbours_are_cached_per_anchor_across_users(engine, monkeypatch):
     engine.ingest([ev("w", "d1", "view", 3), ev("w", "d3", "view", 4)])
     engine.recommend_user("u", k=5)  # u's anchors (d3, d1) are searched once

@@ -89,6 +89,52 @@ def test_co_bought_and_shoppers_like_you_come_from_other_baskets():
     assert co.best_anchor(t.pos["shoe"], [t.pos["top-red"], t.pos["skirt"]]) == t.pos["skirt"]
 
 
+def test_copurchase_matches_its_matrix_definition_on_a_random_shop():
+    """The index-array arithmetic against the plain matrix formulas: co-bought = basket and buyer
+    counts of items sharing a basket / buyer with the query; shoppers like you = cosine-weighted
+    votes of the nearest shoppers, their own items left out."""
+    rng = np.random.default_rng(3)
+    t = ItemTable()
+    for i in range(40):
+        t.add(f"i{i}", ItemFacts("c", "g", f"P{i}", 1.0, NOW - 300 * DAY, unit(*rng.normal(size=4))))
+    log = EventLog(W)
+    for _ in range(300):
+        u, i = int(rng.integers(25)), int(rng.integers(40))
+        kind = str(rng.choice(["view", "cart", "purchase"]))
+        log.add(f"u{u}", i, kind, NOW - float(rng.integers(1, 60)) * DAY, f"b{u}-{int(rng.integers(4))}")
+    co = CoPurchase(log, len(t), basket_weight=1.0, user_weight=0.3)
+    baskets, buyers, items, _ = log.basket_arrays()
+    in_basket = {(b, i) for b, i in zip(baskets.tolist(), items.tolist())}
+    by_buyer = {(u, i) for u, i in zip(buyers.tolist(), items.tolist())}
+    users, item_of, weight, _ = log.arrays()
+    dense = np.zeros((len(log.users), len(t)))
+    np.add.at(dense, (users[weight > 0], item_of[weight > 0]), weight[weight > 0])
+    dense /= np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
+    for query in ([0], [3, 7], [5, 5, 11, 39]):
+        expected = np.zeros(len(t))
+        for pairs, w in ((in_basket, 1.0), (by_buyer, 0.3)):
+            holders = {k for k, i in pairs if i in query}
+            for k, i in pairs:
+                expected[i] += w * (k in holders)
+        expected[query] = 0.0
+        codes, scores = co.scores(query, 10)
+        assert np.allclose(scores, np.sort(expected)[::-1][: len(scores)]) and len(scores) == min(10, (expected > 0).sum())
+        assert np.allclose(expected[codes], scores)
+    checked = 0
+    for user in range(len(log.users)):
+        sims = dense @ dense[user]
+        sims[user] = 0.0
+        top = np.argsort(-sims, kind="stable")[:5]
+        votes = sims[top] @ dense[top]
+        votes[dense[user] > 0] = 0.0
+        codes, got = co.shoppers_like(user, 5, 8)
+        if sims[top[-1]] > 0 and sims[top[-1]] != np.sort(sims)[::-1][5]:  # a unique 5 nearest shoppers
+            assert np.allclose(got, np.sort(votes)[::-1][: len(got)], atol=1e-5)
+            assert np.allclose(votes[codes], got, atol=1e-5)
+            checked += 1
+    assert checked >= 10  # most shoppers have a unique nearest five
+
+
 def test_copurchase_as_of_a_cut_ignores_later_baskets():
     t, log = shop()
     add(log, t, "a", "skirt", "purchase", 1, "a1")

@@ -72,7 +72,9 @@ class RankedFeed:
         self._allowed_ids: frozenset[str] | None = None
         self._allowed: tuple[int, np.ndarray] | None = None
         self._lock = threading.RLock()
-        self._titles: dict[str, str] = {}
+        # payloads of items the feed shows or quotes in reasons: the few hundred best sellers and
+        # neighbours recur in most feeds, and a store read was a tenth of a computed feed
+        self._payloads: BoundedCache[str, Hit] = BoundedCache(settings.payload_cache_size)
         self._neighbour_cache: BoundedCache[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = BoundedCache(
             settings.neighbour_cache_size)
         # Finished feeds, reused while nothing they depend on changed: the user's own events
@@ -204,7 +206,7 @@ class RankedFeed:
         """Items were (re)indexed: refresh their facts and vectors; None means the whole catalog
         (a re-index may have moved every vector: the state is reloaded on next use)."""
         with self._lock:
-            self._titles.clear()
+            self._payloads.clear()
             self._neighbour_cache.clear()  # a new or moved item may now be anyone's neighbour
             self._generation += 1
             self.segments.clear_cache()
@@ -224,6 +226,7 @@ class RankedFeed:
         with self._lock:
             if count != self._points_count:
                 self._points_count = count
+                self._payloads.clear()
                 self._neighbour_cache.clear()
                 self._generation += 1
 
@@ -404,7 +407,7 @@ class RankedFeed:
         while start < len(ranked) and len(out) < k:
             chunk = ranked[start:start + page]
             start += len(chunk)
-            hits = {h.item_id: h for h in self.store.retrieve([p.table.ids[r.code] for r in chunk])}
+            hits = self._hits([p.table.ids[r.code] for r in chunk])
             for r in chunk:
                 h = hits.get(p.table.ids[r.code])
                 if h is not None and h.item_id not in seen and ok(h.item_id, h.payload):
@@ -453,12 +456,22 @@ class RankedFeed:
         return reasons.trending(hit.payload)
 
     def _title(self, item_id: str) -> str:
-        """Titles of anchor items quoted in reasons, cached (cleared when items change)."""
-        title = self._titles.get(item_id)
-        if title is None:
-            found = self.store.retrieve([item_id])
-            title = reasons.title(found[0].payload, item_id) if found else item_id
-            if len(self._titles) > 50_000:
-                self._titles.clear()
-            self._titles[item_id] = title
-        return title
+        """The title of an anchor item quoted in a reason."""
+        hit = self._hits([item_id]).get(item_id)
+        return reasons.title(hit.payload, item_id) if hit is not None else item_id
+
+    def _hits(self, item_ids: Sequence[str]) -> dict[str, Hit]:
+        """Stored payloads by id (ids no longer in the store are absent), through the cache."""
+        found: dict[str, Hit] = {}
+        missing = []
+        for item_id in item_ids:
+            hit = self._payloads.get(item_id)
+            if hit is None:
+                missing.append(item_id)
+            else:
+                found[item_id] = hit
+        if missing:
+            for hit in self.store.retrieve(missing):
+                found[hit.item_id] = hit
+                self._payloads.put(hit.item_id, hit)
+        return found

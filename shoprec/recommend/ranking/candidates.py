@@ -136,19 +136,22 @@ class Similar:
         if not has.any():
             return {}
         anchors = [a for a, h in zip(anchors, has) if h]
-        scores: dict[int, float] = {}
-        mine = set(anchors)  # the user's own items are the rebuy source's business
-        for rank, (codes, sims) in enumerate(self.neighbours(vecs[has], self.per_item)):
-            factor = self.recency ** rank
-            for c, s in zip(codes.tolist(), sims.tolist()):
-                # scores are kept above 0 (a source's 0 means "not proposed"); a far neighbour in
-                # a tiny catalog still counts as one
-                value = max(s * factor, 1e-6)
-                if c not in mine and value > scores.get(c, 0.0):
-                    scores[c] = value
-        if not scores:
+        found = self.neighbours(vecs[has], self.per_item)
+        if not found:
             return {}
-        return _top(np.fromiter(scores, dtype=np.int64), np.fromiter(scores.values(), dtype=np.float64), ctx, limit)
+        codes = np.concatenate([c for c, _ in found]).astype(np.int64)
+        # scores are kept above 0 (a source's 0 means "not proposed"); a far neighbour in a tiny
+        # catalog still counts as one
+        values = np.maximum(np.concatenate([s * self.recency ** rank for rank, (_, s) in enumerate(found)]), 1e-6)
+        keep = ~np.isin(codes, anchors)  # the user's own items are the rebuy source's business
+        codes, values = codes[keep], values[keep]
+        if not len(codes):
+            return {}
+        by_code = np.lexsort((-values, codes))  # each code's best value first within its run
+        first = np.ones(len(by_code), dtype=bool)
+        first[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
+        best = by_code[first]
+        return _top(codes[best], values[best].astype(np.float64), ctx, limit)
 
 
 class CoBoughtSource:
@@ -317,15 +320,19 @@ def generate(sources: Sequence[CandidateSource], ctx: UserContext,
     """All sources' candidates merged: (item codes, {source name: score per candidate, 0 if the
     source did not propose it})."""
     proposed = {s.name: s.generate(ctx, limits.get(s.name, 50)) for s in sources}
-    position: dict[int, int] = {}
-    for p in proposed.values():
-        for c in p:
-            position.setdefault(c, len(position))
-    codes = np.fromiter(position, dtype=np.int64, count=len(position))
-    scores = {}
+    keys = {name: np.fromiter(p, dtype=np.int64, count=len(p)) for name, p in proposed.items()}
+    every = np.concatenate([np.zeros(0, np.int64), *keys.values()])
+    # one row per distinct item, in order of first proposal (sources in order, each best first)
+    unique, first, inverse = np.unique(every, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    row = np.empty(len(unique), dtype=np.int64)
+    row[order] = np.arange(len(unique))
+    codes = unique[order]
+    scores, start = {}, 0
     for name, p in proposed.items():
         column = np.zeros(len(codes), dtype=np.float64)
-        if p:
-            column[[position[c] for c in p]] = list(p.values())
+        rows = row[inverse[start:start + len(p)]]
+        start += len(p)
+        column[rows] = np.fromiter(p.values(), dtype=np.float64, count=len(p))
         scores[name] = column
     return codes, scores

@@ -4,7 +4,11 @@ Built from the event log's cart/purchase rows strictly before ``before`` (servin
 "now"; training passes its cut, so a label can never teach the feature). Two binary sparse
 matrices, baskets x items and shoppers x items; the score of item j for query items Q is
 ``basket_weight * |baskets with j and some q| + user_weight * |shoppers with j and some q|``,
-computed as two sparse mat-vecs (no pair table to keep up to date).
+computed from the matrices' index arrays (no pair table to keep up to date).
+
+Requests read the CSR/CSC index arrays directly (``_gather`` + ``np.bincount``) rather than
+slicing scipy matrices: on H&M scipy's per-call bookkeeping was most of the co-purchase and
+shoppers-like-you cost of a feed (0.8 ms of a 5.3 ms feed; 0.15 ms this way).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class CoPurchase:
         self.weights = (basket_weight, user_weight)
         self.matrices = [self._binary(rows, item, n_items) for rows in (basket, user)]
         self._users = self._interactions(log, n_items, before)
+        self._users_by_item = self._by_column(self._users)
         self._columns: list[sp.csc_array] | None = None
 
     @staticmethod
@@ -46,20 +51,21 @@ class CoPurchase:
         m = self._users
         if not 0 <= user < m.shape[0] or m.indptr[user] == m.indptr[user + 1]:
             return np.zeros(0, np.int64), np.zeros(0)
-        sims = np.asarray(m @ m[[user]].T.toarray()).ravel()
+        mine = slice(m.indptr[user], m.indptr[user + 1])
+        items, weights = m.indices[mine], m.data[mine]
+        # cosine to every shopper: the users of each of my items, times my weight on it
+        by_item = self._users_by_item
+        at, owner = _gather(by_item.indptr, items)
+        sims = np.bincount(by_item.indices[at], weights=by_item.data[at] * weights[owner], minlength=m.shape[0])
         sims[user] = 0.0
         n = int(min(neighbours, (sims > 0).sum()))
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0)
         top = np.argpartition(-sims, n - 1)[:n]
-        votes = np.asarray(m[top].T @ sims[top]).ravel()
-        votes[m.indices[m.indptr[user]:m.indptr[user + 1]]] = 0.0  # their own items are rebuy's business
-        k = int(min(limit, (votes > 0).sum()))
-        if k == 0:
-            return np.zeros(0, np.int64), np.zeros(0)
-        best = np.argpartition(-votes, k - 1)[:k]
-        best = best[np.argsort(-votes[best], kind="stable")]
-        return best.astype(np.int64), votes[best].astype(np.float64)
+        at, owner = _gather(m.indptr, top)
+        votes = np.bincount(m.indices[at], weights=m.data[at] * sims[top][owner], minlength=m.shape[1])
+        votes[items] = 0.0  # their own items are rebuy's business
+        return _best(votes, limit)
 
     @staticmethod
     def _binary(rows: np.ndarray, cols: np.ndarray, n_items: int) -> sp.csr_array:
@@ -73,26 +79,21 @@ class CoPurchase:
 
     def scores(self, query: Sequence[int], limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(item codes, scores) most co-bought with ``query``, best first, query items excluded."""
-        q = np.zeros(self.n_items, dtype=np.float32)
-        codes = [c for c in query if 0 <= c < self.n_items]
-        if not codes:
+        codes = np.unique(np.asarray([c for c in query if 0 <= c < self.n_items], dtype=np.int64))
+        if not len(codes):
             return np.zeros(0, np.int64), np.zeros(0)
-        q[codes] = 1.0
         total = np.zeros(self.n_items, dtype=np.float64)
-        for m, w in zip(self.matrices, self.weights):
-            if w == 0 or m.shape[0] == 0:
+        for rows, by_item, w in zip(self.matrices, self._by_item(), self.weights):
+            if w == 0 or rows.shape[0] == 0:
                 continue
-            hits = m @ q
-            rows = np.flatnonzero(hits)
-            if len(rows):
-                total += w * (m[rows].T @ np.minimum(hits[rows], 1.0))
+            # the baskets (or buyers) holding any query item, each counted once ...
+            at, _ = _gather(by_item.indptr, codes)
+            holding = np.unique(by_item.indices[at])
+            # ... add one to every item they hold
+            at, _ = _gather(rows.indptr, holding)
+            total += w * np.bincount(rows.indices[at], minlength=self.n_items)
         total[codes] = 0.0
-        n = int(min(limit, (total > 0).sum()))
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0)
-        top = np.argpartition(-total, n - 1)[:n]
-        top = top[np.argsort(-total[top], kind="stable")]
-        return top.astype(np.int64), total[top]
+        return _best(total, limit)
 
     def best_anchor(self, item: int, anchors: Sequence[int]) -> int | None:
         """Which of ``anchors`` was most often bought with ``item`` (for "often bought with Y")."""
@@ -118,7 +119,31 @@ class CoPurchase:
     def _by_item(self) -> list[sp.csc_array]:
         """The basket matrices by column (item -> baskets), built on first use."""
         if self._columns is None:
-            self._columns = [sp.csc_array(m) for m in self.matrices]
-            for c in self._columns:
-                c.sort_indices()
+            self._columns = [self._by_column(m) for m in self.matrices]
         return self._columns
+
+    @staticmethod
+    def _by_column(m: sp.csr_array) -> sp.csc_array:
+        by_column = sp.csc_array(m)
+        by_column.sort_indices()
+        return by_column
+
+
+def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in a compressed matrix's ``indices``/``data`` of the given rows (columns, for
+    CSC), concatenated; and for each position, which of ``rows`` it belongs to."""
+    starts = indptr[rows]
+    lengths = indptr[np.asarray(rows) + 1] - starts
+    total = int(lengths.sum())
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    return np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths), owner
+
+
+def _best(scores: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``limit`` highest positive scores, best first (ties by index): (indices, scores)."""
+    n = int(min(limit, (scores > 0).sum()))
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.lexsort((top, -scores[top]))]
+    return top.astype(np.int64), scores[top].astype(np.float64)

@@ -24,21 +24,42 @@ REASON_ORDER = ("rebuy", "variant", "co_bought", "shoppers", "similar", "group_t
                 "trending")
 
 
-@dataclass
 class Ranked:
-    code: int
-    score: float
-    sources: dict[str, float]  # source name -> its score, for the sources that proposed the item
-    features: dict[str, float] = field(default_factory=dict)
+    """One ranked candidate. Its per-source scores are read from the request's source columns
+    when first asked for: a feed ranks hundreds of candidates but explains only the few it shows."""
+
+    __slots__ = ("code", "score", "features", "_columns", "_row", "_sources")
+
+    def __init__(self, code: int, score: float, sources: dict[str, float] | None = None,
+                 features: dict[str, float] | None = None, *,
+                 columns: Mapping[str, np.ndarray] | None = None, row: int = -1) -> None:
+        self.code = code
+        self.score = score
+        self.features = features or {}
+        self._sources = sources
+        self._columns = columns
+        self._row = row
+
+    @property
+    def sources(self) -> dict[str, float]:
+        """Source name -> its score, for the sources that proposed the item."""
+        if self._sources is None:
+            columns, row = self._columns or {}, self._row
+            self._sources = {n: float(s[row]) for n, s in columns.items() if s[row] > 0}
+        return self._sources
 
     @property
     def reason_source(self) -> str:
+        sources = self.sources
         for name in REASON_ORDER:
-            if self.sources.get(name, 0.0) > 0:
-                if name == "similar" and self.sources[name] < 0.5 and self.sources.get("group_trending", 0) > 0:
+            if sources.get(name, 0.0) > 0:
+                if name == "similar" and sources[name] < 0.5 and sources.get("group_trending", 0) > 0:
                     continue
                 return name
         return "trending"
+
+    def __repr__(self) -> str:
+        return f"Ranked(code={self.code}, score={self.score:.4g}, sources={self.sources})"
 
 
 @dataclass
@@ -132,12 +153,9 @@ class RankingPipeline:
             return []
         scores = sink_disliked(ranker.score(x), x)
         order = np.argsort(-scores, kind="stable")[:k]
-        out = []
-        for i in order.tolist():
-            srcs = {n: float(s[i]) for n, s in by_source.items() if s[i] > 0}
-            feats = dict(zip(features.FEATURES, x[i].tolist())) if explain else {}
-            out.append(Ranked(int(codes[i]), float(scores[i]), srcs, feats))
-        return out
+        return [Ranked(code, score, features=dict(zip(features.FEATURES, x[i].tolist())) if explain else None,
+                       columns=by_source, row=i)
+                for i, code, score in zip(order.tolist(), codes[order].tolist(), scores[order].tolist())]
 
 
 def sink_disliked(scores: np.ndarray, x: np.ndarray) -> np.ndarray:

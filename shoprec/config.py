@@ -6,6 +6,7 @@ Every field can be set from the environment as ``SHOPREC_<FIELD>`` (e.g. ``SHOPR
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
     warm_up: bool = Field(True, description="A server loads the feed's state and fills the neighbour cache for "
                           "the items shoppers touched on a background thread at start (first feeds then skip "
                           "those HNSW searches).")
+    feed_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1,
+        description="Feeds computed at the same time in one process [default: the CPU count]. A feed is "
+        "CPU work that mostly holds Python's GIL: more threads than cores only trade it back and forth "
+        "(bench/bench_http.py).")
     feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
                                  "own event, a catalog change or a new ranker invalidates theirs at once).")
     payload_cache_size: int = Field(20_000, description="Items whose stored payloads (title, price, photo, "

@@ -47,7 +47,7 @@ def context(p: RankingPipeline, user: str, allowed: np.ndarray | None = None) ->
 
 
 def proposed(source: C.CandidateSource, ctx: C.UserContext, t: ItemTable, limit: int = 10) -> dict[str, float]:
-    return {t.ids[c]: s for c, s in source.generate(ctx, limit).items()}
+    return {t.ids[c]: s for c, s in source.generate(ctx, limit).as_dict().items()}
 
 
 # ---------------------------------------------------------------------------- sources

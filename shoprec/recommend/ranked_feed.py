@@ -72,6 +72,7 @@ class RankedFeed:
         self._allowed_ids: frozenset[str] | None = None
         self._allowed: tuple[int, np.ndarray] | None = None
         self._lock = threading.RLock()
+        self._computing = threading.BoundedSemaphore(settings.feed_concurrency)
         # payloads of items the feed shows or quotes in reasons: the few hundred best sellers and
         # neighbours recur in most feeds, and a store read was a tenth of a computed feed
         self._payloads: BoundedCache[str, Hit] = BoundedCache(settings.payload_cache_size)
@@ -363,7 +364,7 @@ class RankedFeed:
             if cached is not None and cached[:2] == stamp \
                     and time.monotonic() - cached[2] < self.settings.feed_cache_ttl_s:
                 return list(cached[3])
-        with _single_threaded_blas():
+        with self._computing, _single_threaded_blas():
             out = self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of, ranker, candidates)
         if as_of is None:
             self.feeds.put(key, (*stamp, time.monotonic(), list(out)))
@@ -394,7 +395,7 @@ class RankedFeed:
             ranked = [pool[i] for i in chosen] + [r for i, r in enumerate(pool) if i not in set(chosen)]
         return self._materialise(p, user_id, history, ranked, k, flt, now, p.windows(now, as_of).all_time)
 
-    def _materialise(self, p: RankingPipeline, user_id: str, history: UserHistory, ranked: list[Ranked], k: int,
+    def _materialise(self, p: RankingPipeline, user_id: str, history: UserHistory, ranked: Sequence[Ranked], k: int,
                      flt: ItemFilter | None, now: float, sold: np.ndarray) -> list[Recommendation]:
         """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
         ok = matcher(flt)

@@ -1,7 +1,7 @@
 """Candidate generators: each proposes items for one user from one kind of evidence.
 
-One small interface (``CandidateSource.generate(ctx, limit) -> {item code: score}``), one
-class per source, every result tagged by the source's ``name`` so the ranker sees where a
+One small interface (``CandidateSource.generate(ctx, limit) -> Proposal``: item codes and
+their scores, best first, as arrays), one class per source, every result tagged by the source's ``name`` so the ranker sees where a
 candidate came from and the reason can say why it was shown. Sources:
 
 - ``rebuy``: the user's own items, weighted by recency (shops with repeat buying learn this);
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -74,42 +74,57 @@ class UserContext:
         return keep
 
 
+class Proposal(NamedTuple):
+    """One source's candidates: item codes (distinct) and their scores (> 0), best first."""
+
+    codes: np.ndarray
+    scores: np.ndarray
+
+    def as_dict(self) -> dict[int, float]:
+        return dict(zip(self.codes.tolist(), self.scores.tolist()))
+
+
+NOTHING = Proposal(np.zeros(0, np.int64), np.zeros(0))
+
+
 class CandidateSource(Protocol):
     name: str
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]: ...
+    def generate(self, ctx: UserContext, limit: int) -> Proposal: ...
 
 
 def _top(codes: np.ndarray, scores: np.ndarray, ctx: UserContext, limit: int,
-         positive_only: bool = True) -> dict[int, float]:
+         positive_only: bool = True) -> Proposal:
     keep = ctx.ok(codes) & (scores > 0) if positive_only else ctx.ok(codes)
     codes, scores = codes[keep], scores[keep]
     order = np.argsort(-scores, kind="stable")[:limit]
-    return {int(c): float(s) for c, s in zip(codes[order], scores[order])}
+    return Proposal(codes[order].astype(np.int64), scores[order].astype(np.float64))
+
+
+def _from_dict(scores: dict[int, float], ctx: UserContext, limit: int, positive_only: bool = True) -> Proposal:
+    if not scores:
+        return NOTHING
+    return _top(np.fromiter(scores, dtype=np.int64, count=len(scores)),
+                np.fromiter(scores.values(), dtype=np.float64, count=len(scores)), ctx, limit, positive_only)
 
 
 class Rebuy:
     name = "rebuy"
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
-        if not ctx.own:
-            return {}
-        codes = np.fromiter(ctx.own, dtype=np.int64)
-        return _top(codes, np.fromiter(ctx.own.values(), dtype=np.float64), ctx, limit)
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
+        return _from_dict(ctx.own, ctx, limit)
 
 
 class Variants:
     name = "variant"
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         scores: dict[int, float] = {}
         for item, w in ctx.own.items():
             for v in ctx.table.variants(item):
                 if v not in ctx.own:
                     scores[v] = max(scores.get(v, 0.0), w)
-        if not scores:
-            return {}
-        return _top(np.fromiter(scores, dtype=np.int64), np.fromiter(scores.values(), dtype=np.float64), ctx, limit)
+        return _from_dict(scores, ctx, limit)
 
 
 #: Neighbours asked per recent item (the feed's warm-up fills its cache with this many).
@@ -127,18 +142,18 @@ class Similar:
         self.per_item = per_item
         self.recency = recency
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         anchors = [c for c in ctx.recent if c < len(ctx.table)]
         if not anchors:
-            return {}
+            return NOTHING
         vecs = ctx.table.matrix()[anchors]
         has = np.linalg.norm(vecs, axis=1) > 0
         if not has.any():
-            return {}
+            return NOTHING
         anchors = [a for a, h in zip(anchors, has) if h]
         found = self.neighbours(vecs[has], self.per_item)
         if not found:
-            return {}
+            return NOTHING
         codes = np.concatenate([c for c, _ in found]).astype(np.int64)
         # scores are kept above 0 (a source's 0 means "not proposed"); a far neighbour in a tiny
         # catalog still counts as one
@@ -146,7 +161,7 @@ class Similar:
         keep = ~np.isin(codes, anchors)  # the user's own items are the rebuy source's business
         codes, values = codes[keep], values[keep]
         if not len(codes):
-            return {}
+            return NOTHING
         by_code = np.lexsort((-values, codes))  # each code's best value first within its run
         first = np.ones(len(by_code), dtype=bool)
         first[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
@@ -160,9 +175,9 @@ class CoBoughtSource:
     def __init__(self, co_bought: CoBought) -> None:
         self.co_bought = co_bought
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         if not ctx.recent:
-            return {}
+            return NOTHING
         codes, scores = self.co_bought(ctx.recent[:20], 2 * limit)
         return _top(np.asarray(codes, dtype=np.int64), np.asarray(scores, dtype=np.float64), ctx, limit)
 
@@ -174,9 +189,9 @@ class Shoppers:
         self.shoppers_like = shoppers_like
         self.neighbours = neighbours
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         if ctx.user_code is None:
-            return {}
+            return NOTHING
         codes, votes = self.shoppers_like(ctx.user_code, self.neighbours, 2 * limit)
         return _top(codes, votes, ctx, limit)
 
@@ -184,7 +199,7 @@ class Shoppers:
 class Trending:
     name = "trending"
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         w = ctx.windows
         out: dict[int, float] = {}
         for name in ("last_7d", "decayed", "all_time"):
@@ -195,7 +210,7 @@ class Trending:
             codes = best[ctx.ok(best)][: max(1, limit // 3)]
             for c, s in zip(codes.tolist(), (pop[codes] / pop[best[0]]).tolist()):
                 out[c] = max(out.get(c, 0.0), s)
-        return out
+        return _from_dict(out, ctx, len(out), positive_only=False)  # a window's thin tail is still proposed
 
 
 class GroupTrending:
@@ -207,9 +222,9 @@ class GroupTrending:
     def __init__(self, groups: int = 3) -> None:
         self.groups = groups
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         if not ctx.own:
-            return {}
+            return NOTHING
         by_group: dict[int, float] = {}
         group = ctx.table.group
         for item, w in ctx.own.items():
@@ -227,17 +242,17 @@ class GroupTrending:
             codes = codes[ctx.ok(codes)][:n]
             for rank, c in enumerate(codes.tolist()):
                 out[c] = max(out.get(c, 0.0), share / (1.0 + rank))
-        return out
+        return _from_dict(out, ctx, len(out))
 
 
 class Segment:
     name = "segment"
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         if ctx.segment_items is None or not len(ctx.segment_items):
-            return {}
-        codes = ctx.segment_items[ctx.ok(ctx.segment_items)][:limit]
-        return {int(c): 1.0 / (1.0 + r) for r, c in enumerate(codes.tolist())}
+            return NOTHING
+        codes = ctx.segment_items[ctx.ok(ctx.segment_items)][:limit].astype(np.int64)
+        return Proposal(codes, 1.0 / (1.0 + np.arange(len(codes), dtype=np.float64)))
 
 
 class NewArrivals:
@@ -249,13 +264,13 @@ class NewArrivals:
     def __init__(self, days: float = 14.0) -> None:
         self.days = days
 
-    def generate(self, ctx: UserContext, limit: int) -> dict[int, float]:
+    def generate(self, ctx: UserContext, limit: int) -> Proposal:
         fresh, since = self._fresh(ctx)
         if len(fresh) == 0:
-            return {}
+            return NOTHING
         fresh = fresh[ctx.ok(fresh)]
         if len(fresh) == 0:
-            return {}
+            return NOTHING
         t, n = ctx.table, len(ctx.table)
         anchors = [c for c in ctx.recent[:5] if c < n]
         if anchors:
@@ -320,8 +335,7 @@ def generate(sources: Sequence[CandidateSource], ctx: UserContext,
     """All sources' candidates merged: (item codes, {source name: score per candidate, 0 if the
     source did not propose it})."""
     proposed = {s.name: s.generate(ctx, limits.get(s.name, 50)) for s in sources}
-    keys = {name: np.fromiter(p, dtype=np.int64, count=len(p)) for name, p in proposed.items()}
-    every = np.concatenate([np.zeros(0, np.int64), *keys.values()])
+    every = np.concatenate([np.zeros(0, np.int64), *(p.codes for p in proposed.values())])
     # one row per distinct item, in order of first proposal (sources in order, each best first)
     unique, first, inverse = np.unique(every, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
@@ -331,8 +345,7 @@ def generate(sources: Sequence[CandidateSource], ctx: UserContext,
     scores, start = {}, 0
     for name, p in proposed.items():
         column = np.zeros(len(codes), dtype=np.float64)
-        rows = row[inverse[start:start + len(p)]]
-        start += len(p)
-        column[rows] = np.fromiter(p.values(), dtype=np.float64, count=len(p))
+        column[row[inverse[start:start + len(p.codes)]]] = p.scores
+        start += len(p.codes)
         scores[name] = column
     return codes, scores

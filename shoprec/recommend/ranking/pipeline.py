@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -60,6 +61,35 @@ class Ranked:
 
     def __repr__(self) -> str:
         return f"Ranked(code={self.code}, score={self.score:.4g}, sources={self.sources})"
+
+
+class Ranking(Sequence[Ranked]):
+    """The best ``len(order)`` candidates, best first; a ``Ranked`` is made when read. A feed
+    ranks a few hundred so that filters can page through them, and usually reads ten."""
+
+    def __init__(self, order: np.ndarray, codes: np.ndarray, scores: np.ndarray,
+                 by_source: Mapping[str, np.ndarray], x: np.ndarray | None) -> None:
+        self._rows = order
+        self._codes = codes[order]
+        self._scores = scores[order]
+        self._by_source = by_source
+        self._x = x
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Ranked: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Ranked]: ...
+
+    def __getitem__(self, i: int | slice) -> Ranked | list[Ranked]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = int(self._rows[i])
+        feats = dict(zip(features.FEATURES, self._x[row].tolist())) if self._x is not None else None
+        return Ranked(int(self._codes[i]), float(self._scores[i]), features=feats, columns=self._by_source, row=row)
 
 
 @dataclass
@@ -140,7 +170,7 @@ class RankingPipeline:
 
     def rank(self, user_id: str, now: float, k: int, ranker: Ranker, allowed: np.ndarray | None = None,
              exclude: set[int] | None = None, explain: bool = False, context_item: int | None = None,
-             cut: float | None = None, limits: Mapping[str, int] | None = None) -> list[Ranked]:
+             cut: float | None = None, limits: Mapping[str, int] | None = None) -> Sequence[Ranked]:
         """``cut``: rank as of that moment (history, popularity and co-purchase before it).
         ``limits``: candidates per source [default: the settings']."""
         ctx = self.context(user_id, now, allowed, cut=cut, context_item=context_item)
@@ -150,12 +180,10 @@ class RankingPipeline:
             codes, x = codes[keep], x[keep]
             by_source = {n: s[keep] for n, s in by_source.items()}
         if len(codes) == 0:
-            return []
+            return ()
         scores = sink_disliked(ranker.score(x), x)
         order = np.argsort(-scores, kind="stable")[:k]
-        return [Ranked(code, score, features=dict(zip(features.FEATURES, x[i].tolist())) if explain else None,
-                       columns=by_source, row=i)
-                for i, code, score in zip(order.tolist(), codes[order].tolist(), scores[order].tolist())]
+        return Ranking(order, codes, scores, by_source, x if explain else None)
 
 
 def sink_disliked(scores: np.ndarray, x: np.ndarray) -> np.ndarray:

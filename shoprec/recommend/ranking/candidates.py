@@ -101,6 +101,31 @@ def _top(codes: np.ndarray, scores: np.ndarray, ctx: UserContext, limit: int,
     return Proposal(codes[order].astype(np.int64), scores[order].astype(np.float64))
 
 
+def _best_per_code(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct code once, with the highest of its values, in order of first appearance
+    (what filling a dict with ``max`` gives: ties later cut by score keep that order)."""
+    if not len(codes):
+        return codes.astype(np.int64), values.astype(np.float64)
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    maxima = np.maximum.reduceat(values[order], starts)
+    appearance = np.argsort(order[starts], kind="stable")
+    return ordered[starts][appearance].astype(np.int64), maxima[appearance].astype(np.float64)
+
+
+def _first_ok(codes: np.ndarray, ctx: UserContext, n: int) -> np.ndarray:
+    """The first ``n`` of a ranked list that may be offered, checking a growing head of the
+    list rather than all of it (best-seller lists run as long as the catalogue)."""
+    size = 2 * n + 16
+    while True:
+        head = codes[:size]
+        kept = head[ctx.ok(head)]
+        if len(kept) >= n or size >= len(codes):
+            return kept[:n]
+        size *= 4
+
+
 def _from_dict(scores: dict[int, float], ctx: UserContext, limit: int, positive_only: bool = True) -> Proposal:
     if not scores:
         return NOTHING
@@ -119,7 +144,7 @@ class Variants:
     name = "variant"
 
     def generate(self, ctx: UserContext, limit: int) -> Proposal:
-        scores: dict[int, float] = {}
+        scores: dict[int, float] = {}  # a user's few items: plain dicts beat numpy's per-call cost here
         for item, w in ctx.own.items():
             for v in ctx.table.variants(item):
                 if v not in ctx.own:
@@ -159,14 +184,9 @@ class Similar:
         # catalog still counts as one
         values = np.maximum(np.concatenate([s * self.recency ** rank for rank, (_, s) in enumerate(found)]), 1e-6)
         keep = ~np.isin(codes, anchors)  # the user's own items are the rebuy source's business
-        codes, values = codes[keep], values[keep]
-        if not len(codes):
+        if not keep.any():
             return NOTHING
-        by_code = np.lexsort((-values, codes))  # each code's best value first within its run
-        first = np.ones(len(by_code), dtype=bool)
-        first[1:] = codes[by_code[1:]] != codes[by_code[:-1]]
-        best = by_code[first]
-        return _top(codes[best], values[best].astype(np.float64), ctx, limit)
+        return _top(*_best_per_code(codes[keep], values[keep]), ctx, limit)
 
 
 class CoBoughtSource:
@@ -201,16 +221,19 @@ class Trending:
 
     def generate(self, ctx: UserContext, limit: int) -> Proposal:
         w = ctx.windows
-        out: dict[int, float] = {}
+        codes, scores = [], []
         for name in ("last_7d", "decayed", "all_time"):
             pop = getattr(w, name)
             best = w.best.get(name)
             if best is None or not len(best):
                 continue
-            codes = best[ctx.ok(best)][: max(1, limit // 3)]
-            for c, s in zip(codes.tolist(), (pop[codes] / pop[best[0]]).tolist()):
-                out[c] = max(out.get(c, 0.0), s)
-        return _from_dict(out, ctx, len(out), positive_only=False)  # a window's thin tail is still proposed
+            top = _first_ok(best, ctx, max(1, limit // 3))
+            codes.append(top)
+            scores.append(pop[top] / pop[best[0]])
+        if not codes:
+            return NOTHING
+        merged = _best_per_code(np.concatenate(codes), np.concatenate(scores))
+        return _top(*merged, ctx, len(merged[0]), positive_only=False)  # a window's thin tail is still proposed
 
 
 class GroupTrending:
@@ -235,12 +258,10 @@ class GroupTrending:
         out: dict[int, float] = {}
         for g, w in sorted(by_group.items(), key=lambda x: -x[1])[: self.groups]:
             share = w / total
-            codes = ctx.windows.group_pop_30d.get(g)
-            if codes is None or not len(codes):
+            best = ctx.windows.group_pop_30d.get(g)
+            if best is None or not len(best):
                 continue
-            n = max(5, int(round(limit * share)))
-            codes = codes[ctx.ok(codes)][:n]
-            for rank, c in enumerate(codes.tolist()):
+            for rank, c in enumerate(_first_ok(best, ctx, max(5, int(round(limit * share)))).tolist()):
                 out[c] = max(out.get(c, 0.0), share / (1.0 + rank))
         return _from_dict(out, ctx, len(out))
 
@@ -251,7 +272,7 @@ class Segment:
     def generate(self, ctx: UserContext, limit: int) -> Proposal:
         if ctx.segment_items is None or not len(ctx.segment_items):
             return NOTHING
-        codes = ctx.segment_items[ctx.ok(ctx.segment_items)][:limit].astype(np.int64)
+        codes = _first_ok(ctx.segment_items, ctx, limit).astype(np.int64)
         return Proposal(codes, 1.0 / (1.0 + np.arange(len(codes), dtype=np.float64)))
 
 

@@ -163,3 +163,39 @@ def test_the_server_warms_up_in_the_background(store, tmp_path, caplog, monkeypa
     quiet.open()
     assert quiet._warming is None
     quiet.close()
+
+
+def test_at_most_feed_concurrency_feeds_are_computed_at_once(store, tmp_path, monkeypatch):  # noqa: F811
+    """More threads than cores only pass the GIL back and forth: a server computes at most
+    ``feed_concurrency`` feeds at a time and queues the rest (each still gets its own feed)."""
+    import threading
+    import time
+
+    from test_recommend import open_engine
+
+    eng = open_engine(store, tmp_path, feed_concurrency=2, feed_cache_size=0)
+    eng.ingest([ev(u, "d1", "view") for u in ("a", "b", "c", "d", "e", "f")])
+    running, peak, lock = [0], [0], threading.Lock()
+    real = eng.ranked._recommend
+
+    def slow(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(eng.ranked, "_recommend", slow)
+    feeds: dict[str, list[str]] = {}
+    threads = [threading.Thread(target=lambda u=u: feeds.__setitem__(u, ids(eng.recommend_user(u, k=3))))
+               for u in "abcdef"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    eng.close()
+    assert peak[0] == 2 and len(feeds) == 6 and all(len(f) == 3 for f in feeds.values())

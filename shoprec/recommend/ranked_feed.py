@@ -401,9 +401,7 @@ class RankedFeed:
         ok = matcher(flt)
         out: list[Recommendation] = []
         page = max(2 * k, 20)
-        kinds: dict[str, set[str]] = {}
-        for item, kind, _ in self.events.user_items(user_id):
-            kinds.setdefault(item, set()).add(kind)
+        kinds = history.kinds(p.table.ids)  # the in-memory log: no database read per feed
         start, seen = 0, set()
         while start < len(ranked) and len(out) < k:
             chunk = ranked[start:start + page]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .candidates import UserContext
+from .state import Windows
 
 _DAY = 86400.0
 
@@ -81,21 +82,12 @@ def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -
     disliked = [c for c in ctx.disliked if c < len(m)][:50]
     cols["sim_disliked"] = (cand @ m[disliked].T).max(axis=1) if disliked and n else np.full(n, np.nan)
 
-    def at(arr: np.ndarray) -> np.ndarray:
-        out = np.full(n, np.nan)
-        inside = codes < len(arr)
-        out[inside] = arr[codes[inside]]
-        return out
-
-    cols["pop_all"] = np.log1p(np.nan_to_num(at(w.all_time)))
-    cols["pop_decayed"] = np.log1p(np.nan_to_num(at(w.decayed)))
-    cols["pop_7d"] = np.log1p(np.nan_to_num(at(w.last_7d)))
-    cols["pop_30d"] = np.log1p(np.nan_to_num(at(w.last_30d)))
-    cols["pop_trend"] = cols["pop_7d"] - np.log1p(np.nan_to_num(at(w.last_30d)) / 4.0)
-    cols["days_since_sold"] = (ctx.now - at(w.last_sold)) / _DAY
+    pop = _popularity(w, len(t))[codes]
+    for i, name in enumerate(_POPULARITY):
+        cols[name] = pop[:, i]
+    cols["days_since_sold"] = (ctx.now - cols["days_since_sold"]) / _DAY
     created = t.created[codes]
-    first = at(w.first_seen)
-    cols["item_age_days"] = (ctx.now - np.where(np.isnan(created), first, created)) / _DAY
+    cols["item_age_days"] = (ctx.now - np.where(np.isnan(created), cols["item_age_days"], created)) / _DAY
 
     total = float(own_w.sum()) or 1.0
     for name, groups, size in (("category_affinity", t.category, len(t.categories)),
@@ -117,4 +109,31 @@ def build(ctx: UserContext, codes: np.ndarray, sources: dict[str, np.ndarray]) -
     cols["user_events"] = np.full(n, float(len(h.items)))
     cols["user_items"] = np.full(n, float(len(own)))
     cols["days_since_user_last"] = np.full(n, (ctx.now - h.ts[-1]) / _DAY if len(h.ts) else np.nan)
-    return np.column_stack([np.asarray(cols[f], dtype=np.float64) for f in FEATURES]).astype(np.float32)
+    x = np.empty((n, len(FEATURES)), dtype=np.float32)
+    for i, f in enumerate(FEATURES):
+        x[:, i] = cols[f]
+    return x
+
+
+#: Per-item columns that depend only on the popularity snapshot; ``days_since_sold`` and
+#: ``item_age_days`` hold the epoch of the last sale / first sighting until ``build`` subtracts.
+_POPULARITY = ("pop_all", "pop_decayed", "pop_7d", "pop_30d", "pop_trend", "days_since_sold", "item_age_days")
+
+
+def _popularity(w: Windows, size: int) -> np.ndarray:
+    """(size x len(_POPULARITY)) for every item code, computed once per snapshot (items newer
+    than the snapshot: no sales, never seen)."""
+    key = ("features", size)
+    cached = w.derived.get(key)
+    if cached is None:
+        def padded(arr: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full(size, fill)
+            out[: min(size, len(arr))] = arr[:size]
+            return out
+
+        last_30d = np.nan_to_num(padded(w.last_30d, 0.0))
+        logs = [np.log1p(np.nan_to_num(padded(a, 0.0))) for a in (w.all_time, w.decayed, w.last_7d)]
+        cached = w.derived[key] = np.column_stack([
+            *logs, np.log1p(last_30d), logs[2] - np.log1p(last_30d / 4.0),
+            padded(w.last_sold, np.nan), padded(w.first_seen, np.nan)])
+    return cached

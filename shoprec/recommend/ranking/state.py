@@ -29,6 +29,9 @@ from . import _arrays
 
 _DAY = 86400.0
 BASKET_TYPES = frozenset({"cart", "purchase"})
+#: Event types as the log stores them (one byte per event); an unknown type is -1.
+TYPES: tuple[str, ...] = ("view", "click", "cart", "purchase", "dislike")
+_TYPE_CODES = {t: i for i, t in enumerate(TYPES)}
 
 
 class Codes:
@@ -182,6 +185,7 @@ class UserHistory:
     bought: np.ndarray  # cart or purchase
     prices: np.ndarray
     baskets: np.ndarray
+    types: np.ndarray  # index into TYPES, -1 if another type
 
     @property
     def empty(self) -> bool:
@@ -190,7 +194,15 @@ class UserHistory:
     def positive(self) -> "UserHistory":
         keep = self.weights > 0
         return UserHistory(self.items[keep], self.weights[keep], self.ts[keep], self.bought[keep], self.prices[keep],
-                           self.baskets[keep])
+                           self.baskets[keep], self.types[keep])
+
+    def kinds(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        """Item id (``ids[code]``) -> the types of the user's events on it."""
+        out: dict[str, set[str]] = {}
+        for code, t in zip(self.items.tolist(), self.types.tolist()):
+            if t >= 0:
+                out.setdefault(ids[code], set()).add(TYPES[t])
+        return out
 
     def disliked(self) -> set[int]:
         return set(self.items[self.weights < 0].tolist())
@@ -226,6 +238,7 @@ class EventLog:
         self._weight = _arrays.Growing(np.float64)
         self._ts = _arrays.Growing(np.float64)
         self._bought = _arrays.Growing(np.bool_)
+        self._type = _arrays.Growing(np.int8)
         self._price = _arrays.Growing(np.float64)
         self.baskets = Codes()
         self._basket = _arrays.Growing(np.int64)
@@ -249,6 +262,7 @@ class EventLog:
             self._weight.append(self.weights.get(type_, 0.0) * counted_units(quantity, self.max_units))
             self._ts.append(ts)
             self._bought.append(type_ in BASKET_TYPES)
+            self._type.append(_TYPE_CODES.get(type_, -1))
             self._price.append(np.nan if price is None else float(price))
 
     def history(self, user_id: str, before: float | None = None) -> UserHistory:
@@ -261,7 +275,8 @@ class EventLog:
             if before is not None:
                 rows = rows[self._ts.view()[rows] < before]
             return UserHistory(self._item.view()[rows], self._weight.view()[rows], self._ts.view()[rows],
-                               self._bought.view()[rows], self._price.view()[rows], self._basket.view()[rows])
+                               self._bought.view()[rows], self._price.view()[rows], self._basket.view()[rows],
+                               self._type.view()[rows])
 
     def known_users(self) -> list[str]:
         return [self.users.keys[u] for u in self._by_user]

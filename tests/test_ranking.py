@@ -299,3 +299,20 @@ def test_ranking_as_of_a_cut_never_reuses_a_later_snapshot():
                                                cut=NOW - 0.75 * hour * DAY)}
     assert later["shoe"].sources.get("trending", 0) > 0
     assert "shoe" not in earlier or earlier["shoe"].sources.get("trending", 0) == 0
+
+
+def test_the_learned_ranker_falls_back_only_when_it_loses_beyond_the_noise():
+    """One validation window holds a few dozen users who bought: a model that loses by less
+    than the difference's standard error still serves; one that loses clearly does not."""
+    from shoprec.recommend.ranking.training import learned_serves
+
+    rng = np.random.default_rng(0)
+    blend = rng.uniform(0, 0.2, 60)
+    noisy = blend + rng.normal(0, 0.1, 60)
+    noisy -= noisy.mean() - blend.mean() + 0.002  # 0.002 worse on average, well inside the noise
+    serves, se = learned_serves(noisy, blend)
+    assert serves and se > 0.002
+    serves, _ = learned_serves(blend - 0.05, blend)  # worse for every user
+    assert not serves
+    assert learned_serves(blend + 0.01, blend)[0]
+    assert learned_serves(np.array([0.1]), np.array([0.2])) == (False, 0.0)  # one user: no noise estimate

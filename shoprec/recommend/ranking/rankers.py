@@ -4,8 +4,8 @@ Both have one method, ``score(X) -> np.ndarray`` (higher first). The learned ran
 versioned file beside the store (``STORE/ranker/``: the LightGBM text model plus a JSON card
 with its feature list, training window, validation figures and importances) or, with
 PostgreSQL, a row of its ``models`` table (model_store.py); the blend is what
-serves when there is no model, too few events to train one, or the model lost to the blend on
-its own validation window.
+serves when there is no model, too few events to train one, or the model lost to the blend by
+more than the noise on its own validation window.
 """
 
 from __future__ import annotations
@@ -165,6 +165,13 @@ def ndcg_at(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], n_releva
             k: int = 10) -> float:
     """Mean NDCG@k over groups; the ideal counts every relevant item of the user, found by the
     candidates or not, so a ranker is never praised for what the candidates missed."""
+    per_group = ndcg_per_group(scores, labels, n_relevant, k)
+    return float(np.mean(per_group)) if len(per_group) else 0.0
+
+
+def ndcg_per_group(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], n_relevant: Sequence[int],
+                   k: int = 10) -> np.ndarray:
+    """NDCG@k of each group with something relevant (``ndcg_at`` is their mean)."""
     out = []
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     for s, y, r in zip(scores, labels, n_relevant):
@@ -173,4 +180,4 @@ def ndcg_at(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], n_releva
         top = np.argsort(-s, kind="stable")[:k]
         dcg = float((y[top] * disc[: len(top)]).sum())
         out.append(dcg / float(disc[: min(r, k)].sum()))
-    return float(np.mean(out)) if out else 0.0
+    return np.asarray(out, dtype=np.float64)

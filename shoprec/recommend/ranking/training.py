@@ -18,7 +18,7 @@ import numpy as np
 
 from .features import FEATURES
 from .pipeline import RankingPipeline
-from .rankers import BlendRanker, LearnedRanker, ndcg_at, new_version
+from .rankers import BlendRanker, LearnedRanker, ndcg_per_group, new_version
 
 _DAY = 86400.0
 
@@ -149,22 +149,40 @@ def train(pipeline: RankingPipeline, settings: TrainSettings | None = None, now:
     booster = _fit(train_ex, s)
     learned = LearnedRanker(booster, card)
     blend = BlendRanker()
-    ndcg_learned = ndcg_at([learned.score(x) for x in valid.x], valid.y, valid.relevant)
-    ndcg_blend = ndcg_at([blend.score(x) for x in valid.x], valid.y, valid.relevant)
+    per_learned = ndcg_per_group([learned.score(x) for x in valid.x], valid.y, valid.relevant)
+    per_blend = ndcg_per_group([blend.score(x) for x in valid.x], valid.y, valid.relevant)
+    ndcg_learned, ndcg_blend = float(per_learned.mean()), float(per_blend.mean())
+    serves, noise = learned_serves(per_learned, per_blend)
     card["validation"] = {"ndcg@10_learned": round(ndcg_learned, 5), "ndcg@10_blend": round(ndcg_blend, 5),
-                          "queries": valid.queries}
+                          "difference_se": round(noise, 5), "queries": valid.queries}
     card["train_queries"] = train_ex.queries
-    if ndcg_learned <= ndcg_blend:
+    figures = f"NDCG@10 {ndcg_learned:.4f} vs {ndcg_blend:.4f}, difference's standard error {noise:.4f}"
+    if not serves:
         card["importances"] = learned.importances()
-        return TrainReport(False, f"the learned ranker lost to the blend on validation "
-                                  f"(NDCG@10 {ndcg_learned:.4f} vs {ndcg_blend:.4f})", card, learned)
+        return TrainReport(False, f"the learned ranker lost to the blend on validation by more than "
+                                  f"the noise ({figures})", card, learned)
     train_ex.add(valid)
     train_ex.add(overlapping)
     final = LearnedRanker(_fit(train_ex, s), card)
     card["serves"] = True
     card["importances"] = final.importances()
-    return TrainReport(True, f"learned ranker beats the blend on validation "
-                             f"(NDCG@10 {ndcg_learned:.4f} vs {ndcg_blend:.4f})", card, final)
+    verdict = "beats the blend" if ndcg_learned > ndcg_blend else "ties with the blend (within the noise)"
+    return TrainReport(True, f"learned ranker {verdict} on validation ({figures})", card, final)
+
+
+def learned_serves(learned: np.ndarray, blend: np.ndarray) -> tuple[bool, float]:
+    """Whether the learned ranker serves, from per-user NDCG on the validation window; and the
+    standard error of the mean difference. It serves unless it is worse by more than one
+    standard error: one window holds a few dozen users who bought, and on H&M a model whose
+    features were identical and whose candidates differed only by HNSW's approximate neighbours
+    (two indexes of one catalog) scored 0.0214 on one and 0.0177 on the other against the
+    blend's 0.0183, so "lost by any margin" was a coin flip; on the time split's test weeks the
+    blend that then served scored 0.0139 where the model scored 0.0161."""
+    diff = learned - blend
+    if len(diff) < 2:
+        return bool(diff.sum() >= 0), 0.0
+    noise = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return bool(diff.mean() >= -noise), noise
 
 
 def _fit(ex: Examples, s: TrainSettings) -> Any:

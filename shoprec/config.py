@@ -149,15 +149,18 @@ class Settings(BaseSettings):
                           "the items shoppers touched on a background thread at start (first feeds then skip "
                           "those HNSW searches).")
     feed_concurrency: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1,
-        description="Feeds computed at the same time in one process [default: the CPU count]. A feed is "
-        "CPU work that mostly holds Python's GIL: more threads than cores only trade it back and forth "
-        "(bench/bench_http.py).")
+        default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else (os.cpu_count() or 1), ge=1,
+        description="Feeds computed at the same time in one process [default: the CPUs this process may "
+        "use]. A feed's candidates, features and reasons are Python holding the GIL (only LightGBM's "
+        "scoring releases it): more feeds at once than cores only pass the GIL back and forth.")
     feed_cache_size: int = Field(10_000, description="Finished feeds kept for repeat requests (a user's "
                                  "own event, a catalog change or a new ranker invalidates theirs at once).")
     payload_cache_size: int = Field(20_000, description="Items whose stored payloads (title, price, photo, "
-                                    "...) the feed keeps in memory to answer without a store read (cleared "
-                                    "when the catalog changes; 0: always read).")
+                                    "...) the feed keeps in memory to answer without a store read: cleared "
+                                    "when this process changes the catalog, and kept at most "
+                                    "SHOPREC_FEED_CACHE_TTL_S, so another writer's change shows as fast as in "
+                                    "cached feeds (0: always read).")
     similar_cache_size: int = Field(20_000, description="'Similar items' answers kept until the catalog "
                                     "changes (0: no cache).")
     feed_cache_ttl_s: float = Field(60.0, description="Longest a cached feed is reused while other shoppers' "

@@ -94,6 +94,24 @@ def test_payloads_are_read_from_memory_until_the_item_changes(engine, monkeypatc
     assert "d2" not in ids(engine.recommend_user("u", k=8, flt=ItemFilter(in_stock=True)))
 
 
+def test_another_writers_payload_change_shows_within_the_ttl(engine, monkeypatch):
+    """A price changed by another process (no items_changed here, same item count) reaches the
+    feed once the cached payload is older than SHOPREC_FEED_CACHE_TTL_S."""
+    from test_recommend import point
+
+    clock = [1000.0]
+    monkeypatch.setattr(ranked_feed.time, "monotonic", lambda: clock[0])
+    engine.ranked.feeds.capacity = 0
+    assert {r.id: r.price for r in engine.recommend_user("u", k=8)}["d2"] == 42.0
+    changed = point("d2")
+    changed.payload.update(price=19.0)
+    engine.store.upsert([changed])
+    clock[0] += 30
+    assert {r.id: r.price for r in engine.recommend_user("u", k=8)}["d2"] == 42.0  # cached, within the TTL
+    clock[0] += 31
+    assert {r.id: r.price for r in engine.recommend_user("u", k=8)}["d2"] == 19.0
+
+
 def test_neighbours_are_cached_per_anchor_across_users(engine, monkeypatch):
     engine.ingest([ev("w", "d1", "view", 3), ev("w", "d3", "view", 4)])
     engine.recommend_user("u", k=5)  # u's anchors (d3, d1) are searched once

@@ -74,8 +74,11 @@ class RankedFeed:
         self._lock = threading.RLock()
         self._computing = threading.BoundedSemaphore(settings.feed_concurrency)
         # payloads of items the feed shows or quotes in reasons: the few hundred best sellers and
-        # neighbours recur in most feeds, and a store read was a tenth of a computed feed
-        self._payloads: BoundedCache[str, Hit] = BoundedCache(settings.payload_cache_size)
+        # neighbours recur in most feeds, and a store read was a tenth of a computed feed. Each
+        # entry is (read at, generation, hit): another writer's change shows within the feed
+        # cache's TTL, and a read that raced a catalog change is never served after it.
+        self._payloads: BoundedCache[str, tuple[float, int, Hit]] = BoundedCache(
+            settings.payload_cache_size if settings.feed_cache_ttl_s > 0 else 0)
         self._neighbour_cache: BoundedCache[tuple[bytes, int], tuple[np.ndarray, np.ndarray]] = BoundedCache(
             settings.neighbour_cache_size)
         # Finished feeds, reused while nothing they depend on changed: the user's own events
@@ -461,16 +464,17 @@ class RankedFeed:
 
     def _hits(self, item_ids: Sequence[str]) -> dict[str, Hit]:
         """Stored payloads by id (ids no longer in the store are absent), through the cache."""
+        generation, now = self._generation, time.monotonic()
         found: dict[str, Hit] = {}
         missing = []
         for item_id in item_ids:
-            hit = self._payloads.get(item_id)
-            if hit is None:
-                missing.append(item_id)
+            cached = self._payloads.get(item_id)
+            if cached is not None and cached[1] == generation and now - cached[0] < self.settings.feed_cache_ttl_s:
+                found[item_id] = cached[2]
             else:
-                found[item_id] = hit
+                missing.append(item_id)
         if missing:
             for hit in self.store.retrieve(missing):
                 found[hit.item_id] = hit
-                self._payloads.put(hit.item_id, hit)
+                self._payloads.put(hit.item_id, (now, generation, hit))
         return found

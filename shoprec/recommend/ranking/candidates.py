@@ -126,11 +126,11 @@ def _first_ok(codes: np.ndarray, ctx: UserContext, n: int) -> np.ndarray:
         size *= 4
 
 
-def _from_dict(scores: dict[int, float], ctx: UserContext, limit: int, positive_only: bool = True) -> Proposal:
+def _from_dict(scores: dict[int, float], ctx: UserContext, limit: int) -> Proposal:
     if not scores:
         return NOTHING
     return _top(np.fromiter(scores, dtype=np.int64, count=len(scores)),
-                np.fromiter(scores.values(), dtype=np.float64, count=len(scores)), ctx, limit, positive_only)
+                np.fromiter(scores.values(), dtype=np.float64, count=len(scores)), ctx, limit)
 
 
 class Rebuy:
@@ -232,8 +232,8 @@ class Trending:
             scores.append(pop[top] / pop[best[0]])
         if not codes:
             return NOTHING
-        merged = _best_per_code(np.concatenate(codes), np.concatenate(scores))
-        return _top(*merged, ctx, len(merged[0]), positive_only=False)  # a window's thin tail is still proposed
+        # in order of proposal (last week's best sellers first), as the feed has always merged them
+        return Proposal(*_best_per_code(np.concatenate(codes), np.concatenate(scores)))
 
 
 class GroupTrending:
@@ -263,7 +263,9 @@ class GroupTrending:
                 continue
             for rank, c in enumerate(_first_ok(best, ctx, max(5, int(round(limit * share)))).tolist()):
                 out[c] = max(out.get(c, 0.0), share / (1.0 + rank))
-        return _from_dict(out, ctx, len(out))
+        # in order of proposal (the favourite group first), as the feed has always merged them
+        return Proposal(np.fromiter(out, dtype=np.int64, count=len(out)),
+                        np.fromiter(out.values(), dtype=np.float64, count=len(out)))
 
 
 class Segment:

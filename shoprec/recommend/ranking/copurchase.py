@@ -31,7 +31,7 @@ class CoPurchase:
         self.weights = (basket_weight, user_weight)
         self.matrices = [self._binary(rows, item, n_items) for rows in (basket, user)]
         self._users = self._interactions(log, n_items, before)
-        self._users_by_item = self._by_column(self._users)
+        self._users_by_item: sp.csc_array | None = None
         self._columns: list[sp.csc_array] | None = None
 
     @staticmethod
@@ -54,6 +54,8 @@ class CoPurchase:
         mine = slice(m.indptr[user], m.indptr[user + 1])
         items, weights = m.indices[mine], m.data[mine]
         # cosine to every shopper: the users of each of my items, times my weight on it
+        if self._users_by_item is None:  # built on first use: a new event rebuilds this whole object
+            self._users_by_item = self._by_column(m)
         by_item = self._users_by_item
         at, owner = _gather(by_item.indptr, items)
         sims = np.bincount(by_item.indices[at], weights=by_item.data[at] * weights[owner], minlength=m.shape[0])
@@ -140,7 +142,8 @@ def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _best(scores: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``limit`` highest positive scores, best first (ties by index): (indices, scores)."""
+    """The ``limit`` highest positive scores, best first: (indices, scores). Which of several
+    tied scores make the cut is argpartition's choice; within the chosen, ties go by index."""
     n = int(min(limit, (scores > 0).sum()))
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0)

@@ -197,7 +197,9 @@ class UserHistory:
                            self.baskets[keep], self.types[keep])
 
     def kinds(self, ids: Sequence[str]) -> dict[str, set[str]]:
-        """Item id (``ids[code]``) -> the types of the user's events on it."""
+        """Item id (``ids[code]``) -> the types of the events in this history on it (the feed
+        passes its positive history: what the user viewed, clicked, carted or bought, as of
+        the moment ranked)."""
         out: dict[str, set[str]] = {}
         for code, t in zip(self.items.tolist(), self.types.tolist()):
             if t >= 0:

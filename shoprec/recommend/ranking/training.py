@@ -166,7 +166,7 @@ def train(pipeline: RankingPipeline, settings: TrainSettings | None = None, now:
     final = LearnedRanker(_fit(train_ex, s), card)
     card["serves"] = True
     card["importances"] = final.importances()
-    verdict = "beats the blend" if ndcg_learned > ndcg_blend else "ties with the blend (within the noise)"
+    verdict = "beats the blend" if ndcg_learned > ndcg_blend else "is within the noise of the blend"
     return TrainReport(True, f"learned ranker {verdict} on validation ({figures})", card, final)
 
 

@@ -93,9 +93,8 @@ class CandidateSource(Protocol):
     def generate(self, ctx: UserContext, limit: int) -> Proposal: ...
 
 
-def _top(codes: np.ndarray, scores: np.ndarray, ctx: UserContext, limit: int,
-         positive_only: bool = True) -> Proposal:
-    keep = ctx.ok(codes) & (scores > 0) if positive_only else ctx.ok(codes)
+def _top(codes: np.ndarray, scores: np.ndarray, ctx: UserContext, limit: int) -> Proposal:
+    keep = ctx.ok(codes) & (scores > 0)
     codes, scores = codes[keep], scores[keep]
     order = np.argsort(-scores, kind="stable")[:limit]
     return Proposal(codes[order].astype(np.int64), scores[order].astype(np.float64))

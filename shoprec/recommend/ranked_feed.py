@@ -396,9 +396,9 @@ class RankedFeed:
             span = float(scores.max() - scores.min()) or 1.0
             chosen = mmr_select((scores - scores.min()) / span, p.table.matrix()[[r.code for r in pool]], k, diversity)
             ranked = [pool[i] for i in chosen] + [r for i, r in enumerate(pool) if i not in set(chosen)]
-        return self._materialise(p, user_id, history, ranked, k, flt, now, p.windows(now, as_of).all_time)
+        return self._materialise(p, history, ranked, k, flt, now, p.windows(now, as_of).all_time)
 
-    def _materialise(self, p: RankingPipeline, user_id: str, history: UserHistory, ranked: Sequence[Ranked], k: int,
+    def _materialise(self, p: RankingPipeline, history: UserHistory, ranked: Sequence[Ranked], k: int,
                      flt: ItemFilter | None, now: float, sold: np.ndarray) -> list[Recommendation]:
         """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
         ok = matcher(flt)

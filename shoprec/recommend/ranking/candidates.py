@@ -1,8 +1,9 @@
 """Candidate generators: each proposes items for one user from one kind of evidence.
 
 One small interface (``CandidateSource.generate(ctx, limit) -> Proposal``: item codes and
-their scores, best first, as arrays), one class per source, every result tagged by the source's ``name`` so the ranker sees where a
-candidate came from and the reason can say why it was shown. Sources:
+their scores, best first, as arrays), one class per source, every result tagged by the
+source's ``name`` so the ranker sees where a candidate came from and the reason can say why it
+was shown. Sources:
 
 - ``rebuy``: the user's own items, weighted by recency (shops with repeat buying learn this);
 - ``variant``: other colours of products the user bought or liked (``product_code``);
@@ -125,11 +126,14 @@ def _first_ok(codes: np.ndarray, ctx: UserContext, n: int) -> np.ndarray:
         size *= 4
 
 
+def _in_order(scores: dict[int, float]) -> Proposal:
+    """A dict's items as a proposal, in the dict's order."""
+    return Proposal(np.fromiter(scores, dtype=np.int64, count=len(scores)),
+                    np.fromiter(scores.values(), dtype=np.float64, count=len(scores)))
+
+
 def _from_dict(scores: dict[int, float], ctx: UserContext, limit: int) -> Proposal:
-    if not scores:
-        return NOTHING
-    return _top(np.fromiter(scores, dtype=np.int64, count=len(scores)),
-                np.fromiter(scores.values(), dtype=np.float64, count=len(scores)), ctx, limit)
+    return _top(*_in_order(scores), ctx, limit) if scores else NOTHING
 
 
 class Rebuy:
@@ -263,8 +267,7 @@ class GroupTrending:
             for rank, c in enumerate(_first_ok(best, ctx, max(5, int(round(limit * share)))).tolist()):
                 out[c] = max(out.get(c, 0.0), share / (1.0 + rank))
         # in order of proposal (the favourite group first), as the feed has always merged them
-        return Proposal(np.fromiter(out, dtype=np.int64, count=len(out)),
-                        np.fromiter(out.values(), dtype=np.float64, count=len(out)))
+        return _in_order(out)
 
 
 class Segment:

@@ -25,42 +25,21 @@ REASON_ORDER = ("rebuy", "variant", "co_bought", "shoppers", "similar", "group_t
                 "trending")
 
 
+@dataclass
 class Ranked:
-    """One ranked candidate. Its per-source scores are read from the request's source columns
-    when first asked for: a feed ranks hundreds of candidates but explains only the few it shows."""
-
-    __slots__ = ("code", "score", "features", "_columns", "_row", "_sources")
-
-    def __init__(self, code: int, score: float, sources: dict[str, float] | None = None,
-                 features: dict[str, float] | None = None, *,
-                 columns: Mapping[str, np.ndarray] | None = None, row: int = -1) -> None:
-        self.code = code
-        self.score = score
-        self.features = features or {}
-        self._sources = sources
-        self._columns = columns
-        self._row = row
-
-    @property
-    def sources(self) -> dict[str, float]:
-        """Source name -> its score, for the sources that proposed the item."""
-        if self._sources is None:
-            columns, row = self._columns or {}, self._row
-            self._sources = {n: float(s[row]) for n, s in columns.items() if s[row] > 0}
-        return self._sources
+    code: int
+    score: float
+    sources: dict[str, float]  # source name -> its score, for the sources that proposed the item
+    features: dict[str, float] = field(default_factory=dict)
 
     @property
     def reason_source(self) -> str:
-        sources = self.sources
         for name in REASON_ORDER:
-            if sources.get(name, 0.0) > 0:
-                if name == "similar" and sources[name] < 0.5 and sources.get("group_trending", 0) > 0:
+            if self.sources.get(name, 0.0) > 0:
+                if name == "similar" and self.sources[name] < 0.5 and self.sources.get("group_trending", 0) > 0:
                     continue
                 return name
         return "trending"
-
-    def __repr__(self) -> str:
-        return f"Ranked(code={self.code}, score={self.score:.4g}, sources={self.sources})"
 
 
 class Ranking(Sequence[Ranked]):
@@ -88,8 +67,9 @@ class Ranking(Sequence[Ranked]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         row = int(self._rows[i])
-        feats = dict(zip(features.FEATURES, self._x[row].tolist())) if self._x is not None else None
-        return Ranked(int(self._codes[i]), float(self._scores[i]), features=feats, columns=self._by_source, row=row)
+        sources = {n: float(s[row]) for n, s in self._by_source.items() if s[row] > 0}
+        feats = dict(zip(features.FEATURES, self._x[row].tolist())) if self._x is not None else {}
+        return Ranked(int(self._codes[i]), float(self._scores[i]), sources, feats)
 
 
 @dataclass

@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from ..events import EVENT_TYPES
 from ..popularity import DEFAULT_MAX_UNITS, counted_units
 from . import _arrays
 
 _DAY = 86400.0
 BASKET_TYPES = frozenset({"cart", "purchase"})
-#: Event types as the log stores them (one byte per event); an unknown type is -1.
-TYPES: tuple[str, ...] = ("view", "click", "cart", "purchase", "dislike")
-_TYPE_CODES = {t: i for i, t in enumerate(TYPES)}
+#: Event types as the log stores them: one byte per event, the index into EVENT_TYPES.
+_TYPE_CODES = {t: i for i, t in enumerate(EVENT_TYPES)}
 
 
 class Codes:
@@ -185,7 +185,7 @@ class UserHistory:
     bought: np.ndarray  # cart or purchase
     prices: np.ndarray
     baskets: np.ndarray
-    types: np.ndarray  # index into TYPES, -1 if another type
+    types: np.ndarray  # index into EVENT_TYPES, -1 if another type
 
     @property
     def empty(self) -> bool:
@@ -203,7 +203,7 @@ class UserHistory:
         out: dict[str, set[str]] = {}
         for code, t in zip(self.items.tolist(), self.types.tolist()):
             if t >= 0:
-                out.setdefault(ids[code], set()).add(TYPES[t])
+                out.setdefault(ids[code], set()).add(EVENT_TYPES[t])
         return out
 
     def disliked(self) -> set[int]:

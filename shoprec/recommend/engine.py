@@ -104,6 +104,9 @@ class RecommendEngine:
         # counters as last seen, when to look next, and the notification listener.
         self._watermark = 0
         self._known: dict[str, int] = {}
+        self._clock_lock = threading.Lock()
+        self._clock: tuple[float | None] | None = None  # the events database's clock, as last read
+        self._clock_moves = 0
         self._next_refresh = 0.0
         self._stop_listening = threading.Event()
         self._warming: threading.Thread | None = None
@@ -214,8 +217,21 @@ class RecommendEngine:
     def _now(self) -> float:
         """The newest event time seen: live traffic keeps it at wall-clock time, and replayed
         logs behave as they did when they were recorded."""
-        clock = self.events.clock()
+        cached = self._clock
+        if cached is None:  # read once, then kept until this worker's events or its refresh move it
+            moves = self._clock_moves
+            cached = (self.events.clock(),)
+            with self._clock_lock:
+                if moves == self._clock_moves:
+                    self._clock = cached
+        clock = cached[0]
         return clock if clock is not None else time.time()
+
+    def _clock_moved(self) -> None:
+        """Events were added or removed (here, or by another worker and folded in now)."""
+        with self._clock_lock:
+            self._clock_moves += 1
+            self._clock = None
 
     def _cf(self) -> Behaviour:
         # scipy: only commands that use co-purchases pay for it
@@ -368,6 +384,7 @@ class RecommendEngine:
                     EventStore.record_prefix(conn, sha, lines)
             if fresh:
                 self._watermark = watermark
+                self._clock_moved()
             if self._behaviour is not None:
                 for e in fresh:
                     self._behaviour.add(e.user_id, e.item_id, e.type, e.basket(), categories[e.item_id],
@@ -411,6 +428,7 @@ class RecommendEngine:
         what ``conn`` sees committed (the counters first: a forget committed after they were read
         is caught by the next look)."""
         seen = self.events.generations(conn)
+        self._clock_moved()
         if seen[FORGET] != self._known.get(FORGET):
             self._rebuild(conn)
         else:
@@ -513,6 +531,7 @@ class RecommendEngine:
             # Only once committed: answers begun from now on are stamped with it (forgets_seen),
             # and they can no longer read the user's rows.
             self._known[FORGET] = generation
+            self._clock_moved()
             self._behaviour = None  # rebuilt from the remaining events on next use
             self.ranked.on_forget(user_id)
         self.events.checkpoint()

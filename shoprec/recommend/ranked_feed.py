@@ -43,11 +43,47 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _single_threaded_blas() -> Any:
+class _SingleThreadedBlas:
     """A feed multiplies small matrices (a few hundred candidates by a few anchors): there,
     waking OpenBLAS's worker threads costs more than the product, and on a busy 2-core server
-    it made the feed 2x slower at the median and far worse at the tail (bench/bench_feed.py)."""
-    return _blas().limit(limits=1, user_api="blas")
+    it made the feed 2x slower at the median and far worse at the tail (bench/bench_feed.py).
+
+    BLAS's thread count is process-wide, so the feeds being computed share one limit: the
+    first in sets it, the last out restores it (a limit per feed let one feed restore the
+    default under another, and cost ~50 us per feed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limit: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._limit = _blas().limit(limits=1, user_api="blas")
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limit.restore_original_limits()
+                self._limit = None
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+class _Yours:
+    """What a user did to items, as a feed's reasons ask it: about ten items, so the event types
+    are read per item asked (the in-memory log: no database read per feed)."""
+
+    def __init__(self, history: UserHistory) -> None:
+        self.kinds = history.kinds
+        items = history.items.tolist()
+        self.codes = set(items)
+        self.typed = set(history.items[history.types >= 0].tolist())  # items with a known event type
+        self.recent = list(dict.fromkeys(items[::-1]))[:10]
 
 
 class RankedFeed:
@@ -367,7 +403,7 @@ class RankedFeed:
             if cached is not None and cached[:2] == stamp \
                     and time.monotonic() - cached[2] < self.settings.feed_cache_ttl_s:
                 return list(cached[3])
-        with self._computing, _single_threaded_blas():
+        with self._computing, _single_threaded_blas:
             out = self._recommend(p, user_id, k, exclude, flt, now, diversity, context, as_of, ranker, candidates)
         if as_of is None:
             self.feeds.put(key, (*stamp, time.monotonic(), list(out)))
@@ -403,8 +439,8 @@ class RankedFeed:
         """Fetch payloads for the best ranked items, page by page, until ``k`` pass the filters."""
         ok = matcher(flt)
         out: list[Recommendation] = []
-        page = max(2 * k, 20)
-        kinds = history.kinds(p.table.ids)  # the in-memory log: no database read per feed
+        page = k  # without a filter the first k all pass
+        yours = _Yours(history)
         start, seen = 0, set()
         while start < len(ranked) and len(out) < k:
             chunk = ranked[start:start + page]
@@ -415,27 +451,27 @@ class RankedFeed:
                 if h is not None and h.item_id not in seen and ok(h.item_id, h.payload):
                     seen.add(h.item_id)
                     out.append(Recommendation.from_payload(h.item_id, r.score, h.payload,
-                                                           self._reason(p, r, h, history, kinds, now, sold)))
+                                                           self._reason(p, r, h, yours, now, sold)))
                     if len(out) == k:
                         break
-            page = min(4 * page, 2000)  # a narrow filter: widen the pages rather than crawl
+            page = min(4 * max(page, 20), 2000)  # a narrow filter: widen the pages rather than crawl
         return out
 
-    def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, history: UserHistory, kinds: dict[str, set[str]],
-                now: float, sold: np.ndarray) -> str:
+    def _reason(self, p: RankingPipeline, r: Ranked, hit: Hit, yours: "_Yours", now: float, sold: np.ndarray) -> str:
         """``sold``: all-time popularity per item code, as the ranking saw it."""
         source = r.reason_source
         t = p.table
-        if source == "rebuy" or hit.item_id in kinds:
-            strongest = reasons.strongest(kinds.get(hit.item_id, {"purchase"}) - {"dislike"} or {"view"})
+        if source == "rebuy" or r.code in yours.typed:
+            kinds = yours.kinds(r.code) if r.code in yours.typed else {"purchase"}
+            strongest = reasons.strongest(kinds - {"dislike"} or {"view"})
             return reasons.BUY_AGAIN if strongest == "purchase" else reasons.yours(strongest)
         if source == "variant":
-            mine = [c for c in t.variants(r.code) if c in set(history.items.tolist())]
+            mine = [c for c in t.variants(r.code) if c in yours.codes]
             return reasons.another_colour(self._title(t.ids[mine[-1]])) if mine else reasons.BUY_AGAIN
         if source in ("new", "similar") and reasons.is_new(hit.payload, now, self.settings.new_arrival_days) \
                 and not (r.code < len(sold) and sold[r.code] > 0):
             return reasons.NEW_ARRIVAL
-        recent = list(dict.fromkeys(history.items[::-1].tolist()))[:10]
+        recent = yours.recent
         if source == "co_bought" and recent:
             anchor = p.copurchase().best_anchor(r.code, recent)
             if anchor is not None:
@@ -445,9 +481,8 @@ class RankedFeed:
             cos = m[recent] @ m[r.code]
             best = int(np.argmax(cos))
             if cos[best] >= 0.5:
-                anchor = t.ids[recent[best]]
-                verb = reasons.strongest(kinds.get(anchor, {"view"}) - {"dislike"} or {"view"})
-                return reasons.similar_to_yours(self._title(anchor), verb)
+                verb = reasons.strongest(yours.kinds(recent[best]) - {"dislike"} or {"view"})
+                return reasons.similar_to_yours(self._title(t.ids[recent[best]]), verb)
         if source == "group_trending":
             group = t.groups.keys[int(t.group[r.code])] if t.group[r.code] >= 0 else hit.payload.get("category")
             return reasons.popular_in(group)

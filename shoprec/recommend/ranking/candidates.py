@@ -175,7 +175,7 @@ class Similar:
         if not anchors:
             return NOTHING
         vecs = ctx.table.matrix()[anchors]
-        has = np.linalg.norm(vecs, axis=1) > 0
+        has = np.einsum("ij,ij->i", vecs, vecs) > 0
         if not has.any():
             return NOTHING
         anchors = [a for a, h in zip(anchors, has) if h]
@@ -186,7 +186,7 @@ class Similar:
         # scores are kept above 0 (a source's 0 means "not proposed"); a far neighbour in a tiny
         # catalog still counts as one
         values = np.maximum(np.concatenate([s * self.recency ** rank for rank, (_, s) in enumerate(found)]), 1e-6)
-        keep = ~np.isin(codes, anchors)  # the user's own items are the rebuy source's business
+        keep = ~np.isin(codes, anchors, kind="table")  # the user's own items are the rebuy source's business
         if not keep.any():
             return NOTHING
         return _top(*_best_per_code(codes[keep], values[keep]), ctx, limit)
@@ -290,24 +290,23 @@ class NewArrivals:
         self.days = days
 
     def generate(self, ctx: UserContext, limit: int) -> Proposal:
-        fresh, since = self._fresh(ctx)
-        if len(fresh) == 0:
+        fresh, since, vectors = self._fresh(ctx)
+        keep = ctx.ok(fresh)
+        if not keep.any():
             return NOTHING
-        fresh = fresh[ctx.ok(fresh)]
-        if len(fresh) == 0:
-            return NOTHING
-        t, n = ctx.table, len(ctx.table)
+        n = len(ctx.table)
         anchors = [c for c in ctx.recent[:5] if c < n]
         if anchors:
-            m = t.matrix()
-            scores = (m[fresh] @ m[anchors].T).max(axis=1)
+            scores = (vectors[keep] @ ctx.table.matrix()[anchors].T).max(axis=1)
         else:
-            scores = 1.0 / (1.0 + (ctx.now - since[fresh]) / _DAY)
-        return _top(fresh, scores.astype(np.float64), ctx, limit)
+            scores = 1.0 / (1.0 + (ctx.now - since[fresh[keep]]) / _DAY)
+        return _top(fresh[keep], scores.astype(np.float64), ctx, limit)
 
-    def _fresh(self, ctx: UserContext) -> tuple[np.ndarray, np.ndarray]:
-        """(fresh item codes, "since" per item), kept with the popularity snapshot it came from."""
-        n = len(ctx.table)
+    def _fresh(self, ctx: UserContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fresh item codes, "since" per item, their vectors), kept with the popularity snapshot
+        they came from; the vectors also with the table's matrix (an item re-indexed with a new
+        text replaces it). Gathering them per feed cost more than the product with the anchors."""
+        n, m = len(ctx.table), ctx.table.matrix()
         key = ("new", self.days, n)
         cached = ctx.windows.derived.get(key)
         if cached is None:
@@ -315,8 +314,10 @@ class NewArrivals:
             first = np.concatenate([ctx.windows.first_seen, np.full(max(0, n - len(ctx.windows.first_seen)), np.nan)])
             since = np.where(np.isnan(created), first[:n], created)
             fresh = np.flatnonzero((since >= ctx.now - self.days * _DAY) & (since <= ctx.now))
-            cached = ctx.windows.derived[key] = (fresh, since)
-        return cached
+            cached = (fresh, since, None, None)
+        if cached[2] is not m:
+            cached = ctx.windows.derived[key] = (*cached[:2], m, m[cached[0]])
+        return cached[0], cached[1], cached[3]
 
 
 def default_sources(neighbours: Neighbours, co_bought: CoBought, shoppers_like: ShoppersLike,

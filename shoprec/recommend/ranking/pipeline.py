@@ -65,11 +65,22 @@ class Ranking(Sequence[Ranked]):
 
     def __getitem__(self, i: int | slice) -> Ranked | list[Ranked]:
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        row = int(self._rows[i])
-        sources = {n: float(s[row]) for n, s in self._by_source.items() if s[row] > 0}
-        feats = dict(zip(features.FEATURES, self._x[row].tolist())) if self._x is not None else {}
-        return Ranked(int(self._codes[i]), float(self._scores[i]), sources, feats)
+            return self._make(range(*i.indices(len(self))))
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._make([i % len(self)])[0]
+
+    def _make(self, positions: Sequence[int]) -> list[Ranked]:
+        """One ``Ranked`` per position, the source scores gathered for all of them at once."""
+        at = np.asarray(positions, dtype=np.int64)
+        rows = self._rows[at]
+        names = list(self._by_source)
+        scores = np.stack([self._by_source[n][rows] for n in names], axis=1).tolist() if names else [[]] * len(at)
+        x = self._x[rows].tolist() if self._x is not None else None
+        return [Ranked(code, score, {n: v for n, v in zip(names, per_source) if v > 0},
+                       dict(zip(features.FEATURES, x[j])) if x is not None else {})
+                for j, (code, score, per_source) in enumerate(zip(self._codes[at].tolist(),
+                                                                  self._scores[at].tolist(), scores))]
 
 
 @dataclass

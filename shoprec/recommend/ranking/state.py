@@ -196,15 +196,10 @@ class UserHistory:
         return UserHistory(self.items[keep], self.weights[keep], self.ts[keep], self.bought[keep], self.prices[keep],
                            self.baskets[keep], self.types[keep])
 
-    def kinds(self, ids: Sequence[str]) -> dict[str, set[str]]:
-        """Item id (``ids[code]``) -> the types of the events in this history on it (the feed
-        passes its positive history: what the user viewed, clicked, carted or bought, as of
-        the moment ranked)."""
-        out: dict[str, set[str]] = {}
-        for code, t in zip(self.items.tolist(), self.types.tolist()):
-            if t >= 0:
-                out.setdefault(ids[code], set()).add(EVENT_TYPES[t])
-        return out
+    def kinds(self, code: int) -> set[str]:
+        """The types of the events in this history on one item (the feed passes its positive
+        history: what the user viewed, clicked, carted or bought, as of the moment ranked)."""
+        return {EVENT_TYPES[t] for t in self.types[self.items == code].tolist() if t >= 0}
 
     def disliked(self) -> set[int]:
         return set(self.items[self.weights < 0].tolist())

@@ -96,6 +96,25 @@ def test_a_worker_follows_another_workers_events_and_forget(workers):
     assert a.engine.ranked.has_history("v") and b.engine.ranked.has_history("v")
 
 
+
+def test_the_clock_moves_with_this_workers_events_a_followed_worker_and_a_forget(workers):
+    """The feed's "now" (the newest event) is kept in memory between requests: it must move when
+    this worker ingests, when it folds in another worker's events, and when a forget drops the
+    newest ones."""
+    a, b = workers
+    epoch = lambda ts: Event(user_id="x", item_id="g0-0", type="view", ts=ts).epoch  # noqa: E731
+    a.engine.ingest([Event(**e) for e in popular_elsewhere()])
+    assert a.engine._now() == b.engine._now() == epoch("2024-05-01T10:00:00Z")
+    a.engine.ingest([Event(**e) for e in shopper()])
+    assert a.engine._now() == epoch("2024-05-02T10:00:00Z")
+    assert b.engine._now() == epoch("2024-05-01T10:00:00Z")  # B has not looked yet: its state is older too
+    b.engine.refresh(force=True)
+    assert b.engine._now() == epoch("2024-05-02T10:00:00Z")
+    b.engine.forget_user("u")  # the newest events were u's
+    assert b.engine._now() == epoch("2024-05-01T10:00:00Z")
+    a.engine.refresh(force=True)
+    assert a.engine._now() == epoch("2024-05-01T10:00:00Z")
+
 #: Every table that holds a user id (a forget must leave none of the user's rows in any of them).
 USER_TABLES = ("events", "recs", "impressions", "attributions", "user_attributes")
 

@@ -524,8 +524,10 @@ def _serve_app(settings: Settings, host: str, port: int, access_log: bool = Fals
     import uvicorn
 
     from shoprec.http.app import create_app
+    from shoprec.recommend.ranked_feed import single_threaded_blas
     from shoprec.service import Shoprec
 
+    single_threaded_blas.hold()  # a server's matrix products are small (ranked_feed.py)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     # While PostgreSQL is away the pool says so in three lines per reconnect attempt; the engine says
     # it once (RecommendEngine.refresh) and every request that needs it answers 503 with the reason.

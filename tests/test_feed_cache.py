@@ -217,3 +217,34 @@ def test_at_most_feed_concurrency_feeds_are_computed_at_once(store, tmp_path, mo
         t.join()
     eng.close()
     assert peak[0] == 2 and len(feeds) == 6 and all(len(f) == 3 for f in feeds.values())
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_feeds_share_one_blas_limit_and_a_server_holds_it():
+    """Feeds run BLAS on one thread; overlapping feeds share the limit (the last out restores
+    it, never one feed under another), and a serving process holds it for good: restoring
+    woke OpenBLAS's worker threads, which spun between feeds."""
+    default = _blas_threads()
+    if not default or max(default) < 2:
+        pytest.skip(f"BLAS runs on one thread here already ({default}): nothing to limit")
+    blas = ranked_feed._SingleThreadedBlas()
+    blas.__enter__()  # two feeds at once
+    blas.__enter__()
+    assert set(_blas_threads()) == {1}
+    blas.__exit__()
+    assert set(_blas_threads()) == {1}  # the other feed still runs
+    blas.__exit__()
+    assert _blas_threads() == default
+    blas.hold()
+    try:
+        with blas:
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}  # held: no restore between feeds
+    finally:
+        blas.__exit__()  # this test's process is no server
+    assert _blas_threads() == default

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Response
 from pydantic import BaseModel, Field, field_validator
 
 from shoprec.bounds import printable
@@ -20,6 +21,14 @@ class Results(Served):
     """Ranked products as served; every one carries id, score, title, category, price, image_url,
     reason and position. Events that name the ``rec_id`` (impression, click, cart, purchase) are
     credited to this answer; ``experiment``/``variant`` say which A/B variant served it."""
+
+    @classmethod
+    def response(cls, served: Served) -> Response:
+        """The answer as JSON, validated and serialised once, on the worker thread that computed
+        it. Returned as a model, FastAPI validates it again on another worker thread (one more
+        thread hand-off per request) before serialising it on the event loop."""
+        return Response(cls.model_validate(served, from_attributes=True).model_dump_json(),
+                        media_type="application/json")
 
 
 class FieldError(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from shoprec.http.auth import READ
 from shoprec.http.contract import JSON_BODY_ERRORS, errors
@@ -32,11 +32,11 @@ def similar(
                                                     "else its CNN vector; colour mixed in) or colour (the photo's colours alone).")] = "joint",
     mmr: Annotated[float | None, Query(ge=0, le=1, description="Diversity 0..1 (MMR); default from settings.")] = None,
     user_id: Shopper = None,
-) -> Results:
+) -> Response:
     """Products most like this one."""
     try:
-        return Results.model_validate(svc.serve("similar", user_id, lambda o: svc.similar(
-            item_id, k=k, modality=modality, flt=flt, mmr=mmr, overrides=o)), from_attributes=True)
+        return Results.response(svc.serve("similar", user_id, lambda o: svc.similar(
+            item_id, k=k, modality=modality, flt=flt, mmr=mmr, overrides=o)))
     except ValueError as err:
         # k, modality and mmr are validated above; what is left is an item without this vector
         # (modality=image for an item indexed without a photo): a valid question about something
@@ -52,10 +52,10 @@ def complementary(
     svc: Service,
     k: K = 10,
     user_id: Shopper = None,
-) -> Results:
+) -> Response:
     """What goes with this item: bought together, then complementary categories by content."""
-    return Results.model_validate(svc.serve("complementary", user_id, lambda o: svc.complementary(
-        [item_id], k=k, flt=flt)), from_attributes=True)
+    return Results.response(svc.serve("complementary", user_id, lambda o: svc.complementary(
+        [item_id], k=k, flt=flt)))
 
 
 @router.post("/cart/complementary", response_model=Results, dependencies=READ,
@@ -66,10 +66,10 @@ def cart_complementary(
     svc: Service,
     k: K = 10,
     user_id: Shopper = None,
-) -> Results:
+) -> Response:
     """What completes a cart (never the cart's items themselves)."""
-    return Results.model_validate(svc.serve("cart", user_id, lambda o: svc.complementary(
-        cart.item_ids, k=k, flt=flt)), from_attributes=True)
+    return Results.response(svc.serve("cart", user_id, lambda o: svc.complementary(
+        cart.item_ids, k=k, flt=flt)))
 
 
 @router.get("/trending", response_model=Results, dependencies=READ, responses=errors(422))
@@ -78,10 +78,9 @@ def trending(
     svc: Service,
     k: K = 10,
     user_id: Shopper = None,
-) -> Results:
+) -> Response:
     """What an anonymous visitor sees: the most popular items now, then new arrivals.
 
     Nothing personal, so it is as open as the catalog (a storefront can show it without a key).
     """
-    return Results.model_validate(svc.serve("trending", user_id, lambda o: svc.trending(k=k, flt=flt)),
-                                  from_attributes=True)
+    return Results.response(svc.serve("trending", user_id, lambda o: svc.trending(k=k, flt=flt)))

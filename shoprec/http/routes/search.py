@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from shoprec.http.auth import READ
 from shoprec.http.contract import errors
@@ -48,7 +48,7 @@ def search(
     image: Annotated[UploadFile | None, File(description="A photo to find products like.")] = None,
     k: K = 10,
     user_id: Shopper = None,
-) -> Results:
+) -> Response:
     """Search by words and/or a photo; the ranked lists are fused by rank.
 
     The photo's header is checked (bytes, pixel count) before any pixel is decoded.
@@ -58,7 +58,7 @@ def search(
     if text is None and data is None:
         raise ApiError(422, "give a text query q, an image, or both", field="q", location="body")
     try:
-        return Results.model_validate(svc.serve("search", user_id, lambda o: svc.search(
-            text=text, image=data, k=k, flt=flt)), from_attributes=True)
+        return Results.response(svc.serve("search", user_id, lambda o: svc.search(
+            text=text, image=data, k=k, flt=flt)))
     except ImageError as err:
         raise ApiError(422, f"image: {err}", field="image", location="body") from err

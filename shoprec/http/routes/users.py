@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from shoprec.bounds import InputBounds
@@ -32,12 +32,12 @@ def recommendations(
                                               "steers the feed (and is the cold start seed).")] = None,
     exclude_purchased: Annotated[bool, Query(description="Never offer items the user bought (by default the "
                                                          "ranker decides whether buying again fits).")] = False,
-) -> Results:
+) -> Response:
     """A user's feed. Users without history get a cold start (like context_item, else what their
     segment buys, else trending)."""
-    return Results.model_validate(svc.serve("feed", user_id, lambda o: svc.recommend(
+    return Results.response(svc.serve("feed", user_id, lambda o: svc.recommend(
         user_id, k=k, context_item=context_item or None, exclude_purchased=exclude_purchased, flt=flt,
-        overrides=o)), from_attributes=True)
+        overrides=o)))
 
 
 @router.get("/users/{user_id}/history", response_model=History, dependencies=PERSONAL, responses=errors(422))

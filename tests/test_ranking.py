@@ -120,6 +120,15 @@ def test_copurchase_matches_its_matrix_definition_on_a_random_shop():
         codes, scores = co.scores(query, 10)
         assert np.allclose(scores, np.sort(expected)[::-1][: len(scores)]) and len(scores) == min(10, (expected > 0).sum())
         assert np.allclose(expected[codes], scores)
+    # "often bought with Y": the anchor sharing the most baskets (then buyers) with the item, the
+    # first such anchor on a tie
+    anchors = [1, 4, 9, 16, 25, 36]
+    for item in range(len(t)):
+        shared = [sum(w * len({k for k, i in pairs if i == item} & {k for k, i in pairs if i == a})
+                      for pairs, w in ((in_basket, 1.0), (by_buyer, 0.3))) for a in anchors if a != item]
+        others = [a for a in anchors if a != item]
+        expected_anchor = others[int(np.argmax(shared))] if max(shared) > 0 else None
+        assert co.best_anchor(item, anchors) == expected_anchor
     checked = 0
     for user in range(len(log.users)):
         sims = dense @ dense[user]

@@ -108,13 +108,13 @@ class CoPurchase:
         for m, w in zip(self._by_item(), self.weights):
             if w == 0 or m.shape[0] == 0:
                 continue
-            # baskets (rows) holding the item, intersected with those holding each anchor: sorted
-            # index arrays of a CSC copy, no sparse-matrix objects built per call
+            # baskets (rows) holding the item; each anchor's baskets, all gathered at once from the
+            # CSC copy's index arrays, counted where they are among the item's
             rows = m.indices[m.indptr[item]:m.indptr[item + 1]]
             if len(rows):
-                for j, a in enumerate(candidates):
-                    shared = np.intersect1d(rows, m.indices[m.indptr[a]:m.indptr[a + 1]], assume_unique=True)
-                    total[j] += w * len(shared)
+                at, owner = _gather(m.indptr, np.asarray(candidates))
+                shared = np.isin(m.indices[at], rows)
+                total += w * np.bincount(owner[shared], minlength=len(candidates))
         best = int(np.argmax(total))
         return candidates[best] if total[best] > 0 else None
 

@@ -220,9 +220,9 @@ def test_at_most_feed_concurrency_feeds_are_computed_at_once(store, tmp_path, mo
 
 
 def _blas_threads() -> list[int]:
-    from threadpoolctl import threadpool_info
-
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Threads of the BLAS libraries the feed limits: those loaded when it first limited (numpy's,
+    which runs its products; torch's, loaded by other tests, is not the feed's business)."""
+    return [lib["num_threads"] for lib in ranked_feed._blas().select(user_api="blas").info()]
 
 
 def test_feeds_share_one_blas_limit_and_a_server_holds_it():

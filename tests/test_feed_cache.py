@@ -4,6 +4,7 @@ reach it within the TTL."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shoprec.recommend import ranked_feed
@@ -248,3 +249,43 @@ def test_feeds_share_one_blas_limit_and_a_server_holds_it():
     finally:
         blas.__exit__()  # this test's process is no server
     assert _blas_threads() == default
+
+
+def test_the_clock_read_by_another_request_during_a_write_transaction_moves_after_its_commit(engine):
+    """An ingest inside a caller's transaction (an Idempotency-Key) commits only when the caller's
+    transaction does: a request that reads the clock in between reads the old one, and must not
+    keep it once the new events are committed."""
+    import threading
+
+    before = engine._now()
+    with engine.write_transaction():
+        engine.ingest([ev("u", "d2", "view", 30)])
+        reader = threading.Thread(target=engine._now)  # another request, on its own connection
+        reader.start()
+        reader.join()
+        assert engine._clock is None or engine._clock[0] == before  # it saw the committed clock
+    assert engine._now() == ev("u", "d2", "view", 30).epoch > before
+
+
+def test_new_arrivals_use_a_reindexed_items_new_vector():
+    """The fresh items' vectors are kept with the popularity snapshot; an item indexed again with
+    another vector replaces the table's matrix, and the kept vectors with it."""
+    from shoprec.recommend.ranking.candidates import NewArrivals, UserContext
+    from shoprec.recommend.ranking.state import EventLog, ItemFacts, ItemTable, UserHistory
+
+    now = 1_700_000_000.0
+    t = ItemTable()
+    t.add("old", ItemFacts("c", "g", "P0", 1.0, now - 300 * 86400, np.array([1.0, 0.0], np.float32)))
+    t.add("new", ItemFacts("c", "g", "P1", 1.0, now - 86400, np.array([0.0, 1.0], np.float32)))
+    log = EventLog({"view": 1.0})
+    log.add("u", 0, "view", now - 60, "b")
+    windows = log.windows(now, len(t), t)
+
+    def proposed() -> dict[int, float]:
+        history = UserHistory(np.array([0]), np.ones(1), np.array([now - 60]), np.zeros(1, bool), np.zeros(1),
+                              np.zeros(1, np.int64), np.zeros(1, np.int8))
+        return NewArrivals().generate(UserContext("u", now, history, set(), t, windows), 5).as_dict()
+
+    assert proposed() == {}  # orthogonal to the user's item: no score, not proposed
+    t.add("new", ItemFacts("c", "g", "P1", 1.0, now - 86400, np.array([0.6, 0.8], np.float32)))
+    assert proposed() == {1: pytest.approx(0.6)}

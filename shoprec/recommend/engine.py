@@ -312,6 +312,8 @@ class RecommendEngine:
                     self._rebuild()
                 raise
             finally:
+                if self._applied_in_transaction:
+                    self._clock_moved()  # again once committed (or rolled back): see _now
                 self._applied_in_transaction = False
 
     def _ingest_rows(self, rows: Iterable[EventRow | EventError], hasher: PrefixHasher | None = None) -> IngestReport:
@@ -384,6 +386,8 @@ class RecommendEngine:
                     EventStore.record_prefix(conn, sha, lines)
             if fresh:
                 self._watermark = watermark
+                # After the commit; inside a caller's write_transaction, again after its commit
+                # (a reader between the two would otherwise keep the clock from before it).
                 self._clock_moved()
             if self._behaviour is not None:
                 for e in fresh:

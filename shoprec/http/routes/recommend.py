@@ -35,13 +35,14 @@ def similar(
 ) -> Response:
     """Products most like this one."""
     try:
-        return Results.response(svc.serve("similar", user_id, lambda o: svc.similar(
-            item_id, k=k, modality=modality, flt=flt, mmr=mmr, overrides=o)))
+        served = svc.serve("similar", user_id, lambda o: svc.similar(
+            item_id, k=k, modality=modality, flt=flt, mmr=mmr, overrides=o))
     except ValueError as err:
         # k, modality and mmr are validated above; what is left is an item without this vector
         # (modality=image for an item indexed without a photo): a valid question about something
         # that is not there, so 404 like /images for that item, not 422.
         raise ApiError(404, str(err), field="modality", location="query") from err
+    return Results.response(served)
 
 
 @router.get("/items/{item_id}/complementary", response_model=Results, dependencies=READ,

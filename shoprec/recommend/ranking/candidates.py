@@ -290,22 +290,22 @@ class NewArrivals:
         self.days = days
 
     def generate(self, ctx: UserContext, limit: int) -> Proposal:
-        fresh, since, vectors = self._fresh(ctx)
+        fresh, since, m, vectors = self._fresh(ctx)
         keep = ctx.ok(fresh)
         if not keep.any():
             return NOTHING
-        n = len(ctx.table)
-        anchors = [c for c in ctx.recent[:5] if c < n]
+        anchors = [c for c in ctx.recent[:5] if c < len(m)]
         if anchors:
-            scores = (vectors[keep] @ ctx.table.matrix()[anchors].T).max(axis=1)
+            scores = (vectors[keep] @ m[anchors].T).max(axis=1)
         else:
             scores = 1.0 / (1.0 + (ctx.now - since[fresh[keep]]) / _DAY)
         return _top(fresh[keep], scores.astype(np.float64), ctx, limit)
 
-    def _fresh(self, ctx: UserContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fresh item codes, "since" per item, their vectors), kept with the popularity snapshot
-        they came from; the vectors also with the table's matrix (an item re-indexed with a new
-        text replaces it). Gathering them per feed cost more than the product with the anchors."""
+    def _fresh(self, ctx: UserContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(fresh item codes, "since" per item, the table's matrix, their vectors in it), kept
+        with the popularity snapshot they came from; the vectors also with the matrix (an item
+        re-indexed with a new text replaces it). Gathering them per feed cost more than the
+        product with the anchors."""
         n, m = len(ctx.table), ctx.table.matrix()
         key = ("new", self.days, n)
         cached = ctx.windows.derived.get(key)
@@ -317,7 +317,7 @@ class NewArrivals:
             cached = (fresh, since, None, None)
         if cached[2] is not m:
             cached = ctx.windows.derived[key] = (*cached[:2], m, m[cached[0]])
-        return cached[0], cached[1], cached[3]
+        return cached
 
 
 def default_sources(neighbours: Neighbours, co_bought: CoBought, shoppers_like: ShoppersLike,

@@ -468,8 +468,7 @@ class RankedFeed:
         source = r.reason_source
         t = p.table
         if source == "rebuy" or r.code in yours.typed:
-            kinds = yours.kinds(r.code) if r.code in yours.typed else {"purchase"}
-            strongest = reasons.strongest(kinds - {"dislike"} or {"view"})
+            strongest = reasons.strongest((yours.kinds(r.code) or {"purchase"}) - {"dislike"} or {"view"})
             return reasons.BUY_AGAIN if strongest == "purchase" else reasons.yours(strongest)
         if source == "variant":
             mine = [c for c in t.variants(r.code) if c in yours.codes]

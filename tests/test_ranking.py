@@ -325,3 +325,32 @@ def test_the_learned_ranker_falls_back_only_when_it_loses_beyond_the_noise():
     assert not serves
     assert learned_serves(blend + 0.01, blend)[0]
     assert learned_serves(np.array([0.1]), np.array([0.2])) == (False, 0.0)  # one user: no noise estimate
+
+
+def test_the_learned_ranker_screens_a_large_pool_then_scores_its_best_rows_with_every_tree():
+    import lightgbm as lgb
+
+    from shoprec.recommend.ranking.rankers import SCREEN_TREES
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, len(FEATURES))).astype(np.float32)
+    relevance = (x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=3000) > 1.0).astype(int)
+    booster = lgb.train({"objective": "lambdarank", "num_leaves": 7, "verbose": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(x, relevance, group=[100] * 30), num_boost_round=3 * SCREEN_TREES)
+    ranker = LearnedRanker(booster, {"version": "t"})
+    pool = rng.normal(size=(500, len(FEATURES))).astype(np.float32)
+    exact = booster.predict(pool)
+    assert np.allclose(ranker.score(pool), exact)
+    assert np.allclose(ranker.score(pool, top=600), exact)  # a pool no larger than top: every tree
+    screen = booster.predict(pool, num_iteration=SCREEN_TREES)
+    kept = set(np.argsort(-screen)[:100].tolist())
+    cascade = ranker.score(pool, top=100)
+    order = np.argsort(-cascade, kind="stable")
+    # the 100 best by the screening trees come first, scored by the whole model
+    assert set(order[:100].tolist()) == kept
+    assert np.allclose(cascade[order[:100]], exact[order[:100]])
+    # the rest follow in screening order
+    rest = order[100:]
+    assert np.all(np.diff(screen[rest]) <= 0)
+    # and on this learnable pool the screen loses nothing of the whole model's top 10
+    assert set(order[:10].tolist()) == set(np.argsort(-exact)[:10].tolist())

@@ -172,7 +172,7 @@ class RankingPipeline:
             by_source = {n: s[keep] for n, s in by_source.items()}
         if len(codes) == 0:
             return ()
-        scores = sink_disliked(ranker.score(x), x)
+        scores = sink_disliked(ranker.score(x, top=k), x)
         order = np.argsort(-scores, kind="stable")[:k]
         return Ranking(order, codes, scores, by_source, x if explain else None)
 

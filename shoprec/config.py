@@ -140,6 +140,10 @@ class Settings(BaseSettings):
                         "else the hand-tuned blend) or 'blend'.")
     ranker_dir: Path | None = Field(None, description="Folder of learned ranker versions [default: STORE/ranker].")
     ranker_label_days: float = Field(28.0, description="Length of each self-split label window (training).")
+    ranker_screen_trees: int = Field(
+        50, ge=0, description="A feed's candidates are scored by the learned ranker's first N trees, and only "
+        "the few hundred it shows from by every tree (LightGBM's tree walking is most of a computed feed's "
+        "CPU). 0: every candidate through every tree.")
     ranker_retrain_events: int = Field(
         5000, description="Retrain the ranker in the background after this many new events (0: never).")
     neighbour_cache_size: int = Field(

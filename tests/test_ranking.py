@@ -354,3 +354,21 @@ def test_the_learned_ranker_screens_a_large_pool_then_scores_its_best_rows_with_
     assert np.all(np.diff(screen[rest]) <= 0)
     # and on this learnable pool the screen loses nothing of the whole model's top 10
     assert set(order[:10].tolist()) == set(np.argsort(-exact)[:10].tolist())
+    ranker.screen_trees = 0  # SHOPREC_RANKER_SCREEN_TREES=0: every row through every tree
+    assert np.allclose(ranker.score(pool, top=100), exact)
+
+
+@pytest.mark.parametrize("screen", [0, 20])
+def test_the_feed_serves_the_learned_ranker_with_the_configured_screen(tmp_path, screen):
+    from shoprec.config import Settings
+    from shoprec.recommend.ranked_feed import RankedFeed
+    from shoprec.recommend.ranking.model_store import FileModels
+
+    t, log = busy_shop(users=60, weeks=30)
+    report = train(RankingPipeline(t, log), TrainSettings(label_days=14, windows=6, min_positive_queries=5))
+    report.ranker.card["serves"] = True
+    report.ranker.save(tmp_path / "ranker")
+    settings = Settings(store=tmp_path, ranker_screen_trees=screen)
+    feed = RankedFeed(None, settings, None, "text", None, FileModels(tmp_path / "ranker"))  # type: ignore[arg-type]
+    assert feed.ranker().screen_trees == screen
+    assert feed.ranker_for("learned").screen_trees == screen

@@ -319,7 +319,7 @@ class RankedFeed:
         with self._lock:
             if self._ranker is None:
                 self._model_version = self.models.version()
-                learned = None if self.settings.ranker == "blend" else self.models.load()
+                learned = None if self.settings.ranker == "blend" else self._load_learned()
                 if learned is not None:
                     self._ranker, self.ranker_note = learned, f"learned ranker {learned.version}"
                 else:
@@ -328,6 +328,12 @@ class RankedFeed:
                            else (card or {}).get("reason", "no ranker trained yet (shoprec train)"))
                     self._ranker, self.ranker_note = self.blend(), f"hand-tuned blend: {why}"
             return self._ranker
+
+    def _load_learned(self) -> LearnedRanker | None:
+        learned = self.models.load()
+        if learned is not None:
+            learned.screen_trees = self.settings.ranker_screen_trees
+        return learned
 
     def ranker_for(self, choice: str | None) -> Ranker:
         """The ranker an A/B variant asks for (shoprec/online/experiments.py): None or 'auto' is
@@ -342,7 +348,7 @@ class RankedFeed:
         if choice == "learned":
             with self._lock:
                 if self._learned is None:
-                    self._learned = (self.models.load(),)
+                    self._learned = (self._load_learned(),)
                 return self._learned[0] or self.blend()
         raise ValueError(f"unknown ranker {choice!r}: auto, blend, learned or popular")
 

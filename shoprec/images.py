@@ -12,6 +12,8 @@ error text).
 
 from __future__ import annotations
 
+import hashlib
+
 import io
 import warnings
 from dataclasses import dataclass
@@ -159,3 +161,18 @@ def image_fingerprint(ref: str | None, base_dir: Path) -> str:
     except (ImageError, OSError):
         return f"{ref}:missing"
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def image_content_fingerprint(ref: str | None, base_dir: Path) -> str:
+    """The photo's bytes (SHA-256) instead of its size and mtime: read only when the cheap
+    fingerprint changed, so a photo copied anew (a fresh clone, a restored backup, a re-provisioned
+    volume: new mtimes, same bytes) is recognised without decoding or encoding it again."""
+    if not ref:
+        return ""
+    if is_remote(ref):
+        return ref
+    try:
+        with resolve_local(ref, base_dir).open("rb") as f:
+            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    except (ImageError, OSError):
+        return f"{ref}:missing"

@@ -121,6 +121,33 @@ def test_reindex_is_idempotent_changes_reencode_and_deletes(shop: Path, tmp_path
     service.close()
 
 
+def test_photos_copied_anew_with_the_same_bytes_are_not_encoded_again(shop: Path, tmp_path: Path, monkeypatch) -> None:
+    """A fresh clone or a restored volume gives every photo a new mtime: the bytes decide, and the
+    next run is back on the cheap check (no photo read)."""
+    import os
+
+    from shoprec.indexing import indexer
+
+    catalog = _write_jsonl(shop / "catalog.jsonl", GOOD)
+    service = _service(tmp_path)
+    assert service.index_catalog(catalog, progress=False).indexed == 3
+    photos = sorted((shop / "img").glob("*.png"))
+    for photo in photos:
+        later = photo.stat().st_mtime_ns + 10**12
+        os.utime(photo, ns=(later, later))
+    read = []
+    real = indexer.image_content_fingerprint
+    monkeypatch.setattr(indexer, "image_content_fingerprint", lambda ref, base: read.append(ref) or real(ref, base))
+    copied = service.index_catalog(catalog, progress=False)
+    assert (copied.indexed, copied.unchanged) == (0, 3) and read  # photos read, none encoded
+    read.clear()
+    assert (service.index_catalog(catalog, progress=False).unchanged, read) == (3, [])
+    # new bytes under the same name are still a change
+    _png(shop / "img" / "blue.png", (0, 0, 0), size=(80, 80))
+    assert service.index_catalog(catalog, progress=False).indexed == 1
+    service.close()
+
+
 def test_interrupted_run_resumes_without_reencoding(shop: Path, tmp_path: Path, monkeypatch) -> None:
     rows = [{"id": f"p{i}", "title": f"product {i}", "image": "img/red.png" if i % 2 else None} for i in range(10)]
     catalog = _write_jsonl(shop / "catalog.jsonl", rows)

@@ -24,7 +24,8 @@ from PIL import Image
 from shoprec.bounds import InputBounds
 from shoprec.catalog import CatalogRow, Product, RowError, read_catalog
 from shoprec.config import Settings
-from shoprec.images import ImageError, ImageLimits, image_fingerprint, is_remote, load_image, resolve_local
+from shoprec.images import (ImageError, ImageLimits, image_content_fingerprint, image_fingerprint, is_remote, load_image,
+                            resolve_local)
 from shoprec.indexing.embedder import ProductEmbedder
 from shoprec.indexing import serving_space
 from shoprec.indexing.report import IndexReport
@@ -34,6 +35,8 @@ from shoprec.safe_fetch import Budget
 
 #: Payload fields the indexer owns (besides the catalog fields).
 HASH_FIELD = "content_hash"
+#: The row's hash with the photo's bytes in place of its size and mtime (``image_content_fingerprint``).
+CONTENT_FIELD = "content_digest"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class _Pending:
     line: int
     product: Product
     content_hash: str
+    content_digest: str
     image: Future[_Loaded] | None
 
 
@@ -156,26 +160,34 @@ class Indexer:
         self._encode_rows(self._changed_rows(rows, base_dir, report), base_dir, report, progress, budget)
 
     def _changed_rows(self, rows: list[CatalogRow], base_dir: Path,
-                      report: IndexReport) -> list[tuple[CatalogRow, str]]:
-        """Rows whose content hash differs from the stored one, with their new hash; the others
-        are counted as unchanged. A store without a collection yet has no hashes to match."""
+                      report: IndexReport) -> list[tuple[CatalogRow, str, str]]:
+        """Rows whose content differs from the stored one, with their new hashes; the others are
+        counted as unchanged. The cheap hash (the photo's size and mtime) decides first; where it
+        differs, the photo's bytes do, and an item whose bytes are the same only gets its cheap
+        hash refreshed. A store without a collection yet has no hashes to match."""
         try:
             self.store.count()
         except RuntimeError:
-            known: dict[str, str | None] = {}
+            known: dict[str, tuple[str | None, str | None]] = {}
         else:
-            known = {hit.item_id: hit.payload.get(HASH_FIELD)
-                     for hit in self.store.scroll(fields=["item_id", HASH_FIELD])}
-        todo: list[tuple[CatalogRow, str]] = []
+            known = {hit.item_id: (hit.payload.get(HASH_FIELD), hit.payload.get(CONTENT_FIELD))
+                     for hit in self.store.scroll(fields=["item_id", HASH_FIELD, CONTENT_FIELD])}
+        todo: list[tuple[CatalogRow, str, str]] = []
         for row in rows:
+            stored_hash, stored_content = known.get(row.product.id, (None, None))
             digest = row.product.content_hash(image_fingerprint(row.product.image, base_dir))
-            if known.get(row.product.id) == digest:
+            if stored_hash == digest:
+                report.unchanged += 1
+                continue
+            content = row.product.content_hash(image_content_fingerprint(row.product.image, base_dir))
+            if stored_content == content:
+                self.store.set_payload([row.product.id], {HASH_FIELD: digest})
                 report.unchanged += 1
             else:
-                todo.append((row, digest))
+                todo.append((row, digest, content))
         return todo
 
-    def _encode_rows(self, todo: list[tuple[CatalogRow, str]], base_dir: Path, report: IndexReport,
+    def _encode_rows(self, todo: list[tuple[CatalogRow, str, str]], base_dir: Path, report: IndexReport,
                      progress: bool, budget: Budget | None = None) -> None:
         batch_size = max(1, self.settings.batch_size)
         with ThreadPoolExecutor(max_workers=max(1, self.settings.image_workers)) as pool, \
@@ -185,22 +197,22 @@ class Indexer:
                 self._encode_and_upsert(batch, base_dir, report)
                 bar.advance(len(batch))
 
-    def _prefetching_batches(self, todo: list[tuple[CatalogRow, str]], batch_size: int, base_dir: Path,
+    def _prefetching_batches(self, todo: list[tuple[CatalogRow, str, str]], batch_size: int, base_dir: Path,
                              pool: ThreadPoolExecutor, budget: Budget | None = None) -> Iterator[list[_Pending]]:
         """Submit the next batch's image loads before yielding the current one."""
 
         prepare: list[Callable[[Image.Image], np.ndarray] | None] = []
 
-        def submit(chunk: list[tuple[CatalogRow, str]]) -> list[_Pending]:
-            if not prepare and any(row.product.image for row, _ in chunk):
+        def submit(chunk: list[tuple[CatalogRow, str, str]]) -> list[_Pending]:
+            if not prepare and any(row.product.image for row, _, _ in chunk):
                 # encoders that can make their input array ahead (timm) get it from the workers
                 prepare.append(getattr(self.embedder.image_encoder, "prepare", None))
             return [
-                _Pending(row.line, row.product, digest,
+                _Pending(row.line, row.product, digest, content,
                          pool.submit(_load_and_prepare, row.product.image, base_dir, self.limits, budget,
                                      prepare[0], self.embedder.colour.describe if self.embedder.stores_colour else None)
                          if row.product.image else None)
-                for row, digest in chunk
+                for row, digest, content in chunk
             ]
 
         chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -231,6 +243,7 @@ class Indexer:
         points = self.embedder.embed(products, images, paths, colours, pixels)
         for point, pending in zip(points, batch):
             point.payload[HASH_FIELD] = pending.content_hash
+            point.payload[CONTENT_FIELD] = pending.content_digest
         self.store.upsert(points)
         report.indexed += len(points)
 

@@ -266,3 +266,44 @@ def test_http_experiment_lifecycle_stats_and_metrics_agree_with_the_log(client, 
     assert client.post("/experiments/http-ab/stop", headers=KEY).status_code == 409
     assert client.get("/experiments").json()["running"] is None
     assert client.get("/stats", params={"experiment": "missing"}).status_code == 404
+
+
+def test_rec_ids_are_unique_across_a_batch_boundary_and_in_a_forked_child():
+    """Ids come 256 at a time from the OS; a child forked while another thread held the lock
+    neither hangs nor repeats its parent's ids."""
+    import os
+    import threading
+
+    from shoprec.online.tracking import RecIds
+
+    ids = RecIds()
+    seen = [ids() for _ in range(600)]  # crosses two batch boundaries
+    assert len(set(seen)) == 600 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in seen)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ids._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, written back, then out without running pytest's teardown
+        import signal
+
+        signal.alarm(5)  # a child stuck on the inherited lock dies instead of hanging the suite
+        os.close(read)
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.close(write)
+    release.set()
+    holder.join()
+    with os.fdopen(read, "rb") as pipe:
+        child_id = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert re.fullmatch(rb"[0-9a-f]{32}", child_id) and child_id.decode() not in seen
+    assert ids() not in seen

@@ -354,6 +354,15 @@ def test_the_learned_ranker_screens_a_large_pool_then_scores_its_best_rows_with_
     assert np.all(np.diff(screen[rest]) <= 0)
     # and on this learnable pool the screen loses nothing of the whole model's top 10
     assert set(order[:10].tolist()) == set(np.argsort(-exact)[:10].tolist())
+    # feeds computed on several threads at once get the same scores as one at a time
+    from concurrent.futures import ThreadPoolExecutor
+
+    pools = [rng.normal(size=(400, len(FEATURES))).astype(np.float32) for _ in range(24)]
+    alone = [ranker.score(p, top=100) for p in pools]
+    with ThreadPoolExecutor(4) as threads:
+        together = list(threads.map(lambda i: (i, ranker.score(pools[i], top=100 if i % 2 else None)), range(24)))
+    for i, scores in together:
+        assert np.allclose(scores, alone[i] if i % 2 else booster.predict(pools[i]))
     ranker.screen_trees = 0  # SHOPREC_RANKER_SCREEN_TREES=0: every row through every tree
     assert np.allclose(ranker.score(pool, top=100), exact)
 

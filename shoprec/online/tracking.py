@@ -53,11 +53,12 @@ class RecIds:
     _SIZE = 16
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        # a new lock too: a fork while another thread held the old one leaves it held in the child
+        self._lock = threading.Lock()
         self._buffer = b""
         self._next = 0
 

@@ -11,6 +11,7 @@ more than the noise on its own validation window.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class LearnedRanker:
         self.name = f"lightgbm@{card.get('version', '?')}"
         self.trees = int(booster.current_iteration())
         self.screen_trees = SCREEN_TREES  # 0: every row through every tree
+        self._parts: tuple[int, Any, Any] | None = None  # (screen trees, their booster, the rest's)
+        self._parts_lock = threading.Lock()
 
     def score(self, x: np.ndarray, top: int | None = None) -> np.ndarray:
         """With ``top`` (a feed reads its best few hundred of ~550 candidates), a cascade: the
@@ -98,17 +101,32 @@ class LearnedRanker:
         shoppers the top 10 was the same as the whole model's for 296 (5 items of 3,000
         differed). Rows screened out keep their screening order, below every row kept."""
         first = self.screen_trees
-        if top is None or len(x) <= top or first <= 0 or self.trees <= 2 * first:
-            return self._predict(x)
-        screen = self._predict(x, num_iteration=first)
+        if top is None or top <= 0 or len(x) <= top or first <= 0 or self.trees <= 2 * first:
+            return self._predict(self.booster, x)
+        head, tail = self._split(first)
+        screen = self._predict(head, x)
         kept = np.argpartition(-screen, top)[:top]
-        full = screen[kept] + self._predict(x[kept], start_iteration=first)
+        full = screen[kept] + self._predict(tail, x[kept])
         out = screen - screen.max() + full.min() - 1.0
         out[kept] = full
         return out
 
-    def _predict(self, x: np.ndarray, **trees: int) -> np.ndarray:
-        return np.asarray(self.booster.predict(x, num_threads=1, **trees), dtype=np.float64)
+    def _split(self, first: int) -> tuple[Any, Any]:
+        """The model cut into its first ``first`` trees and the rest, as two boosters made once.
+        One booster asked for different tree ranges by concurrent feeds is not safe: LightGBM
+        keeps the range of the last call on the booster (its predictions are thread-safe only
+        for the same range), and feeds are computed on several threads at once."""
+        with self._parts_lock:
+            if self._parts is None or self._parts[0] != first:
+                import lightgbm as lgb
+
+                self._parts = (first, lgb.Booster(model_str=self.booster.model_to_string(num_iteration=first)),
+                               lgb.Booster(model_str=self.booster.model_to_string(start_iteration=first)))
+            return self._parts[1], self._parts[2]
+
+    @staticmethod
+    def _predict(booster: Any, x: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
 
     @property
     def version(self) -> str:

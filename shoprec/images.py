@@ -13,6 +13,7 @@ error text).
 from __future__ import annotations
 
 import hashlib
+from stat import S_ISREG
 
 import io
 import warnings
@@ -163,16 +164,21 @@ def image_fingerprint(ref: str | None, base_dir: Path) -> str:
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def image_content_fingerprint(ref: str | None, base_dir: Path) -> str:
+def image_content_fingerprint(ref: str | None, base_dir: Path, max_bytes: int) -> str:
     """The photo's bytes (SHA-256) instead of its size and mtime: read only when the cheap
     fingerprint changed, so a photo copied anew (a fresh clone, a restored backup, a re-provisioned
-    volume: new mtimes, same bytes) is recognised without decoding or encoding it again."""
+    volume: new mtimes, same bytes) is recognised without decoding or encoding it again. Only a
+    regular file within ``max_bytes`` is read; anything else is left to the loader to report."""
     if not ref:
         return ""
     if is_remote(ref):
         return ref
     try:
-        with resolve_local(ref, base_dir).open("rb") as f:
+        path = resolve_local(ref, base_dir)
+        stat = path.stat()
+        if not S_ISREG(stat.st_mode) or stat.st_size > max_bytes:
+            return f"{ref}:unreadable"
+        with path.open("rb") as f:
             return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     except (ImageError, OSError):
         return f"{ref}:missing"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,7 @@ def test_photos_copied_anew_with_the_same_bytes_are_not_encoded_again(shop: Path
         os.utime(photo, ns=(later, later))
     read = []
     real = indexer.image_content_fingerprint
-    monkeypatch.setattr(indexer, "image_content_fingerprint", lambda ref, base: read.append(ref) or real(ref, base))
+    monkeypatch.setattr(indexer, "image_content_fingerprint", lambda ref, base, cap: read.append(ref) or real(ref, base, cap))
     copied = service.index_catalog(catalog, progress=False)
     assert (copied.indexed, copied.unchanged) == (0, 3) and read  # photos read, none encoded
     read.clear()
@@ -145,6 +146,14 @@ def test_photos_copied_anew_with_the_same_bytes_are_not_encoded_again(shop: Path
     # new bytes under the same name are still a change
     _png(shop / "img" / "blue.png", (0, 0, 0), size=(80, 80))
     assert service.index_catalog(catalog, progress=False).indexed == 1
+    # the shop moved to another folder: nothing is encoded, and the photos are served from there
+    moved = tmp_path / "moved-shop"
+    shutil.copytree(shop, moved)
+    shutil.rmtree(shop / "img")
+    relocated = service.index_catalog(moved / "catalog.jsonl", progress=False)
+    assert (relocated.indexed, relocated.unchanged) == (0, 3)
+    served = service.image_path("a1")
+    assert served is not None and served.is_relative_to(moved) and served.is_file()
     service.close()
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -37,6 +38,8 @@ from shoprec.safe_fetch import Budget
 HASH_FIELD = "content_hash"
 #: The row's hash with the photo's bytes in place of its size and mtime (``image_content_fingerprint``).
 CONTENT_FIELD = "content_digest"
+#: Where the web page reads a photo from (written by the embedder for items with a photo vector).
+IMAGE_PATH_FIELD = "image_path"
 
 
 @dataclass
@@ -168,20 +171,25 @@ class Indexer:
         try:
             self.store.count()
         except RuntimeError:
-            known: dict[str, tuple[str | None, str | None]] = {}
+            known: dict[str, dict[str, Any]] = {}
         else:
-            known = {hit.item_id: (hit.payload.get(HASH_FIELD), hit.payload.get(CONTENT_FIELD))
-                     for hit in self.store.scroll(fields=["item_id", HASH_FIELD, CONTENT_FIELD])}
+            known = {hit.item_id: hit.payload
+                     for hit in self.store.scroll(fields=["item_id", HASH_FIELD, CONTENT_FIELD, IMAGE_PATH_FIELD])}
         todo: list[tuple[CatalogRow, str, str]] = []
         for row in rows:
-            stored_hash, stored_content = known.get(row.product.id, (None, None))
+            stored = known.get(row.product.id, {})
             digest = row.product.content_hash(image_fingerprint(row.product.image, base_dir))
-            if stored_hash == digest:
+            if stored.get(HASH_FIELD) == digest:
                 report.unchanged += 1
                 continue
-            content = row.product.content_hash(image_content_fingerprint(row.product.image, base_dir))
-            if stored_content == content:
-                self.store.set_payload([row.product.id], {HASH_FIELD: digest})
+            content = row.product.content_hash(
+                image_content_fingerprint(row.product.image, base_dir, self.limits.max_bytes))
+            if stored.get(CONTENT_FIELD) == content:
+                # the same bytes, perhaps in a moved folder: the served photo follows it
+                refresh: dict[str, Any] = {HASH_FIELD: digest}
+                if stored.get(IMAGE_PATH_FIELD):
+                    refresh[IMAGE_PATH_FIELD] = _local_path(row.product.image, base_dir)
+                self.store.set_payload([row.product.id], refresh)
                 report.unchanged += 1
             else:
                 todo.append((row, digest, content))

@@ -11,7 +11,7 @@ import pytest
 from shoprec.recommend.ranking import candidates as C
 from shoprec.recommend.ranking.copurchase import CoPurchase
 from shoprec.recommend.ranking.features import FEATURES, build
-from shoprec.recommend.ranking.pipeline import PipelineSettings, RankingPipeline, sink_disliked
+from shoprec.recommend.ranking.pipeline import PipelineSettings, RankingPipeline, disliked_rows, sink_disliked
 from shoprec.recommend.ranking.rankers import BlendRanker, LearnedRanker, ndcg_at, read_card
 from shoprec.recommend.ranking.state import EventLog, ItemFacts, ItemTable
 from shoprec.recommend.ranking.training import TrainSettings, train
@@ -212,6 +212,26 @@ def test_disliked_neighbourhood_sinks_below_everything():
     x[:, FEATURES.index("sim_disliked")] = [0.1, 0.9, np.nan]
     scores = sink_disliked(np.array([3.0, 2.0, 1.0]), x)
     assert list(np.argsort(-scores)) == [0, 2, 1]
+
+
+def test_rows_the_dislike_rule_sinks_do_not_use_up_the_rows_ranked_exactly():
+    """A screening ranker orders ``top`` rows exactly; sunk rows go below all of them, so the
+    pipeline asks for that many more."""
+    t, log = shop()
+    t.add("boot", ItemFacts("shoes", "men", "F2", 60.0, NOW - 300 * DAY, unit(0, 0, 1, 0.1)))
+    add(log, t, "fan", "boot", "purchase", 2)  # a best seller, next to what "u" disliked
+    add(log, t, "u", "top-red", "purchase", 5)
+    add(log, t, "u", "shoe", "dislike", 1)
+    asked = []
+
+    class Recording(BlendRanker):
+        def score(self, x: np.ndarray, top: int | None = None) -> np.ndarray:
+            asked.append((top, int(disliked_rows(x).sum())))
+            return super().score(x, top)
+
+    RankingPipeline(t, log).rank("u", NOW, 2, Recording())
+    (top, sunk), = asked
+    assert sunk > 0 and top == 2 + sunk
 
 
 def test_blend_prefers_own_purchases_and_close_items():

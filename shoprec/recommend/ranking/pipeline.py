@@ -172,7 +172,8 @@ class RankingPipeline:
             by_source = {n: s[keep] for n, s in by_source.items()}
         if len(codes) == 0:
             return ()
-        scores = sink_disliked(ranker.score(x, top=k), x)
+        # rows the dislike rule sinks do not count toward the rows the ranker must order exactly
+        scores = sink_disliked(ranker.score(x, top=k + int(disliked_rows(x).sum())), x)
         order = np.argsort(-scores, kind="stable")[:k]
         return Ranking(order, codes, scores, by_source, x if explain else None)
 
@@ -181,9 +182,14 @@ def sink_disliked(scores: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Negative feedback for every ranker: a candidate closer to something the user disliked
     than to anything they liked goes below every other candidate (order kept among them). A
     shop's training data may hold no dislikes at all, so this is a rule, not a learned weight."""
-    disliked = x[:, features.FEATURES.index("sim_disliked")]
-    liked = np.nan_to_num(x[:, features.FEATURES.index("sim_max")], nan=-1.0)
-    sink = np.isfinite(disliked) & (disliked > liked)
+    sink = disliked_rows(x)
     if not sink.any():
         return scores
     return np.where(sink, scores - (float(scores.max() - scores.min()) + 1.0), scores)
+
+
+def disliked_rows(x: np.ndarray) -> np.ndarray:
+    """Candidates closer to something the user disliked than to anything they liked."""
+    disliked = x[:, features.FEATURES.index("sim_disliked")]
+    liked = np.nan_to_num(x[:, features.FEATURES.index("sim_max")], nan=-1.0)
+    return np.isfinite(disliked) & (disliked > liked)

@@ -13,12 +13,12 @@ error text).
 from __future__ import annotations
 
 import hashlib
-from stat import S_ISREG
-
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from PIL import Image, UnidentifiedImageError
 
@@ -150,17 +150,26 @@ def load_image(ref: str, base_dir: Path, limits: ImageLimits, budget: Budget | N
     return decode_image(read_image_bytes(ref, base_dir, limits, budget), limits)
 
 
-def image_fingerprint(ref: str | None, base_dir: Path) -> str:
-    """Cheap change detector for the content hash: size + mtime of a local file, the URL otherwise."""
+def _local_photo(ref: str | None, base_dir: Path) -> tuple[Path, os.stat_result] | str:
+    """A local photo's path and stat, or the fingerprint that stands for a photo without them:
+    "" for none, the URL of a remote one, ``REF:missing`` for one that cannot be found."""
     if not ref:
         return ""
     if is_remote(ref):
         return ref
     try:
         path = resolve_local(ref, base_dir)
-        stat = path.stat()
+        return path, path.stat()
     except (ImageError, OSError):
         return f"{ref}:missing"
+
+
+def image_fingerprint(ref: str | None, base_dir: Path) -> str:
+    """Cheap change detector for the content hash: size + mtime of a local file, the URL otherwise."""
+    found = _local_photo(ref, base_dir)
+    if isinstance(found, str):
+        return found
+    path, stat = found
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -169,16 +178,14 @@ def image_content_fingerprint(ref: str | None, base_dir: Path, max_bytes: int) -
     fingerprint changed, so a photo copied anew (a fresh clone, a restored backup, a re-provisioned
     volume: new mtimes, same bytes) is recognised without decoding or encoding it again. Only a
     regular file within ``max_bytes`` is read; anything else is left to the loader to report."""
-    if not ref:
-        return ""
-    if is_remote(ref):
-        return ref
+    found = _local_photo(ref, base_dir)
+    if isinstance(found, str):
+        return found
+    path, stat = found
+    if not S_ISREG(stat.st_mode) or stat.st_size > max_bytes:
+        return f"{ref}:unreadable"
     try:
-        path = resolve_local(ref, base_dir)
-        stat = path.stat()
-        if not S_ISREG(stat.st_mode) or stat.st_size > max_bytes:
-            return f"{ref}:unreadable"
         with path.open("rb") as f:
             return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-    except (ImageError, OSError):
+    except OSError:
         return f"{ref}:missing"

@@ -14,6 +14,7 @@ Seeds move single models by about ±0.0007 on ``test``: a difference smaller tha
     python bench/tune_ranker.py --store /work/stores/hm --limits '{"trending": 300, "variant": 120}'
     python bench/tune_ranker.py --store /work/stores/hm \
         --variants '[{}, {"num_boost_round": 100, "learning_rate": 0.09}]'   # TrainSettings overrides
+    python bench/tune_ranker.py --store /work/stores/hm --variants '[{}, {"without": ["price_ratio"]}]'
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pickle
 import sys
 import time
 from datetime import datetime, timezone
@@ -41,6 +43,8 @@ from shoprec.evaluation.shoprec_method import ShoprecMethod  # noqa: E402
 from shoprec.evaluation.split import time_split  # noqa: E402
 from shoprec.indexing.factory import open_store  # noqa: E402
 from shoprec.recommend.ranking import training  # noqa: E402
+from shoprec.recommend.ranking.features import FEATURES  # noqa: E402
+from shoprec.recommend.ranking.rankers import LearnedRanker  # noqa: E402
 from shoprec.recommend.ranking.rankers import ndcg_at  # noqa: E402
 
 _DAY = 86400.0
@@ -85,12 +89,48 @@ def examples(args: argparse.Namespace) -> dict[str, Any]:
     return {"windows": windows, "test": test, "cases": len(cases), "settings": s}
 
 
-def fit(windows: list[tuple[float, training.Examples]], s: training.TrainSettings, seed: int) -> Any:
+class Bag:
+    """Models fitted with different seeds, their scores summed (``bag`` in a variant)."""
+
+    def __init__(self, models: list[Any]) -> None:
+        self.models = models
+
+    def predict(self, x: np.ndarray, **kw: Any) -> np.ndarray:
+        return sum(m.predict(x, **kw) for m in self.models)
+
+
+def fit(windows: list[tuple[float, training.Examples]], s: training.TrainSettings, seed: int,
+        without: np.ndarray, bag: int = 1) -> Any:
     """The model `shoprec train` would fit on these windows (its own fitting code)."""
     chosen = training.Examples()
     for _, ex in windows:
         chosen.add(ex)
-    return training._fit(chosen, dataclasses.replace(s, seed=seed))
+    chosen.x = [blank(x, without) for x in chosen.x]
+    return Bag([training._fit(chosen, dataclasses.replace(s, seed=seed * 100 + j)) for j in range(bag)])
+
+
+def blank(x: np.ndarray, without: np.ndarray) -> np.ndarray:
+    """``x`` with the ``without`` columns missing everywhere (LightGBM then never splits on them)."""
+    if not without.any():
+        return x
+    x = x.copy()
+    x[:, without] = np.nan
+    return x
+
+
+def screened(booster: Any, test: list[Any], without: np.ndarray, top: int = 200) -> str:
+    """How the serving cascade (``LearnedRanker.score`` with ``top``, as a feed of 10 asks) agrees
+    with the whole model: the top tens that are equal, and the test NDCG@10 it serves."""
+    ranker = LearnedRanker(booster, {})
+    same, ndcg = 0, []
+    for ids, x, rel in test:
+        x = blank(x, without)
+        whole = np.argsort(-ranker._predict(booster, x), kind="stable")[:10]
+        cut = np.argsort(-ranker.score(x, top=top), kind="stable")[:10]
+        same += bool(np.array_equal(whole, cut))
+        ndcg.append(metrics.ndcg_at_k([ids[i] for i in cut], rel, 10))
+    return (f"screened ({ranker.screen_trees} trees, best {top} kept): top ten equal for {same} of {len(test)}, "
+            f"warm customers {np.mean(ndcg):.4f}")
 
 
 def main() -> int:
@@ -101,32 +141,53 @@ def main() -> int:
     ap.add_argument("--label-days", type=float, default=28.0)
     ap.add_argument("--limits", help="candidates per source, JSON, over the defaults")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--cache", type=Path, help="examples and candidates kept in this file: computed when it "
+                    "is absent, read when present (only for reruns of the same code, store and split)")
     ap.add_argument("--variants", default="[{}]",
                     help="JSON list of TrainSettings overrides to compare, each on the same examples")
     args = ap.parse_args()
     if not args.store.is_dir() or not (Path(args.data) / "events.jsonl").is_file():
         print(f"skipped: {args.store} or {args.data}/events.jsonl not found")
         return 0
-    d = examples(args)
+    if args.cache and args.cache.is_file():
+        with args.cache.open("rb") as f:
+            d = pickle.load(f)
+    else:
+        d = examples(args)
+        if args.cache:
+            with args.cache.open("wb") as f:
+                pickle.dump(d, f)
     s, test = d["settings"], d["test"]
     valid_cut, valid = d["windows"][0]
     before = [(at, ex) for at, ex in d["windows"] if at + s.label_days * _DAY <= valid_cut]
     recall = np.mean([len(set(ids) & rel) / len(rel) for ids, _, rel in test])
     print(f"candidate recall of the test purchases: {recall:.4f}")
     for overrides in json.loads(args.variants):
+        bag = overrides.pop("bag", 1)
+        names = overrides.pop("without", [])
+        unknown = set(names) - set(FEATURES)
+        if unknown:
+            raise SystemExit(f"unknown features in 'without': {sorted(unknown)}")
+        without = np.isin(np.array(FEATURES), names)
         variant = dataclasses.replace(s, **overrides)
+        if names:
+            overrides["without"] = names
+        if bag > 1:
+            overrides["bag"] = bag
         print(f"variant {json.dumps(overrides) if overrides else '(the defaults)'}:")
         for seed in range(args.seeds):
-            model = fit(before, variant, seed)
-            v = ndcg_at([model.predict(x) for x in valid.x], valid.y, valid.relevant)
-            model = fit(d["windows"], variant, seed)
+            model = fit(before, variant, seed, without, bag)
+            v = ndcg_at([model.predict(blank(x, without)) for x in valid.x], valid.y, valid.relevant)
+            model = fit(d["windows"], variant, seed, without, bag)
             started = time.perf_counter()
-            warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(x, num_threads=1), kind="stable")[:10]],
+            warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(blank(x, without), num_threads=1), kind="stable")[:10]],
                                       rel, 10) for ids, x, rel in test]
             per_user = (time.perf_counter() - started) / len(test) * 1e3
             overall = (sum(warm) + COLD_NDCG * (d["cases"] - len(test))) / d["cases"]
             print(f"  seed {seed}: valid {v:.4f}  test {overall:.4f} (warm customers {np.mean(warm):.4f}); "
                   f"{per_user:.2f} ms per customer to score and sort (one thread)")
+            if bag == 1:
+                print("          " + screened(model.models[0], test, without))
     return 0
 
 

@@ -270,11 +270,15 @@ def busy_shop(users: int = 120, weeks: int = 40, seed: int = 0) -> tuple[ItemTab
     return t, log
 
 
-def test_training_learns_a_ranker_that_beats_the_blend_on_a_learnable_shop(tmp_path):
+@pytest.mark.parametrize("objective", ["rank_xendcg", "lambdarank"])
+def test_training_learns_a_ranker_that_beats_the_blend_on_a_learnable_shop(tmp_path, objective):
     t, log = busy_shop()
-    report = train(RankingPipeline(t, log), TrainSettings(label_days=14, windows=8, min_positive_queries=20))
+    report = train(RankingPipeline(t, log), TrainSettings(label_days=14, windows=8, min_positive_queries=20,
+                                                          objective=objective))
     v = report.card["validation"]
     assert report.ranker is not None and report.serves
+    assert report.card["objective"] == objective
+    assert f"objective={objective}" in report.ranker.booster.model_to_string()
     # shoppers here rebuy their favourite half the time: the model must learn that and beat the blend
     assert v["ndcg@10_learned"] > v["ndcg@10_blend"] > 0.3
     assert set(report.card["importances"]) == set(FEATURES)

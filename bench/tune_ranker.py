@@ -106,7 +106,7 @@ def fit(windows: list[tuple[float, training.Examples]], s: training.TrainSetting
     for _, ex in windows:
         chosen.add(ex)
     chosen.x = [blank(x, without) for x in chosen.x]
-    return Bag([training._fit(chosen, dataclasses.replace(s, seed=seed * 100 + j)) for j in range(bag)])
+    return Bag([training._fit(chosen, dataclasses.replace(s, seed=seed + 1000 * j)) for j in range(bag)])
 
 
 def blank(x: np.ndarray, without: np.ndarray) -> np.ndarray:
@@ -122,6 +122,8 @@ def screened(booster: Any, test: list[Any], without: np.ndarray, top: int = 200)
     """How the serving cascade (``LearnedRanker.score`` with ``top``, as a feed of 10 asks) agrees
     with the whole model: the top tens that are equal, and the test NDCG@10 it serves."""
     ranker = LearnedRanker(booster, {})
+    if ranker.trees <= 2 * ranker.screen_trees:
+        return f"screening off: {ranker.trees} trees are at most twice the {ranker.screen_trees} that would screen"
     same, ndcg = 0, []
     for ids, x, rel in test:
         x = blank(x, without)
@@ -149,14 +151,22 @@ def main() -> int:
     if not args.store.is_dir() or not (Path(args.data) / "events.jsonl").is_file():
         print(f"skipped: {args.store} or {args.data}/events.jsonl not found")
         return 0
+    # what the cached examples were computed from; a cache made from other inputs is refused
+    inputs = {k: str(getattr(args, k)) for k in ("store", "data", "cut", "label_days", "limits")}
     if args.cache and args.cache.is_file():
         with args.cache.open("rb") as f:
             d = pickle.load(f)
+        if d.get("inputs") != inputs:
+            raise SystemExit(f"{args.cache} was computed from {d.get('inputs')}, not {inputs}: "
+                             "delete it or name another file")
     else:
         d = examples(args)
+        d["inputs"] = inputs
         if args.cache:
-            with args.cache.open("wb") as f:
+            partial = args.cache.with_name(args.cache.name + ".partial")
+            with partial.open("wb") as f:
                 pickle.dump(d, f)
+            partial.replace(args.cache)
     s, test = d["settings"], d["test"]
     valid_cut, valid = d["windows"][0]
     before = [(at, ex) for at, ex in d["windows"] if at + s.label_days * _DAY <= valid_cut]
@@ -164,6 +174,8 @@ def main() -> int:
     print(f"candidate recall of the test purchases: {recall:.4f}")
     for overrides in json.loads(args.variants):
         bag = overrides.pop("bag", 1)
+        if not isinstance(bag, int) or bag < 1:
+            raise SystemExit(f"'bag' is a number of models (1 or more), not {bag!r}")
         names = overrides.pop("without", [])
         unknown = set(names) - set(FEATURES)
         if unknown:
@@ -179,9 +191,10 @@ def main() -> int:
             model = fit(before, variant, seed, without, bag)
             v = ndcg_at([model.predict(blank(x, without)) for x in valid.x], valid.y, valid.relevant)
             model = fit(d["windows"], variant, seed, without, bag)
+            rows = [blank(x, without) for _, x, _ in test]
             started = time.perf_counter()
-            warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(blank(x, without), num_threads=1), kind="stable")[:10]],
-                                      rel, 10) for ids, x, rel in test]
+            warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(x, num_threads=1), kind="stable")[:10]],
+                                      rel, 10) for (ids, _, rel), x in zip(test, rows)]
             per_user = (time.perf_counter() - started) / len(test) * 1e3
             overall = (sum(warm) + COLD_NDCG * (d["cases"] - len(test))) / d["cases"]
             print(f"  seed {seed}: valid {v:.4f}  test {overall:.4f} (warm customers {np.mean(warm):.4f}); "

@@ -67,7 +67,7 @@ class TrainSettings:
     seed: int = 0
     # LambdaRank, not LightGBM's listwise XE-NDCG ("rank_xendcg"). One `shoprec eval` each on the
     # same H&M store: XE-NDCG won the time split (0.0168 vs 0.0156) and the replay (0.0367 vs
-    # 0.0349), and the self-split's validation over seeds 0-2 (0.0219 vs 0.0204,
+    # 0.0349), and the self-split's validation over three seeds (0.0219 vs 0.0204,
     # bench/tune_ranker.py), but it leans harder on buying again: leave-last, where history
     # items are excluded, fell from 0.0104 to 0.0080, items-cold from 0.1024 to 0.0946, the
     # replay's "new to the user" from 0.0117 to 0.0097; without photos the time split stayed

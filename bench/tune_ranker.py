@@ -118,15 +118,14 @@ def blank(x: np.ndarray, without: np.ndarray) -> np.ndarray:
     return x
 
 
-def screened(booster: Any, test: list[Any], without: np.ndarray, top: int = 200) -> str:
+def screened(booster: Any, test: list[Any], rows: list[np.ndarray], top: int = 200) -> str:
     """How the serving cascade (``LearnedRanker.score`` with ``top``, as a feed of 10 asks) agrees
     with the whole model: the top tens that are equal, and the test NDCG@10 it serves."""
     ranker = LearnedRanker(booster, {})
     if ranker.trees <= 2 * ranker.screen_trees:
         return f"screening off: {ranker.trees} trees are at most twice the {ranker.screen_trees} that would screen"
     same, ndcg = 0, []
-    for ids, x, rel in test:
-        x = blank(x, without)
+    for (ids, _, rel), x in zip(test, rows):
         whole = np.argsort(-ranker._predict(booster, x), kind="stable")[:10]
         cut = np.argsort(-ranker.score(x, top=top), kind="stable")[:10]
         same += bool(np.array_equal(whole, cut))
@@ -173,6 +172,7 @@ def main() -> int:
     recall = np.mean([len(set(ids) & rel) / len(rel) for ids, _, rel in test])
     print(f"candidate recall of the test purchases: {recall:.4f}")
     for overrides in json.loads(args.variants):
+        label = json.dumps(overrides) if overrides else "(the defaults)"
         bag = overrides.pop("bag", 1)
         if not isinstance(bag, int) or bag < 1:
             raise SystemExit(f"'bag' is a number of models (1 or more), not {bag!r}")
@@ -182,16 +182,12 @@ def main() -> int:
             raise SystemExit(f"unknown features in 'without': {sorted(unknown)}")
         without = np.isin(np.array(FEATURES), names)
         variant = dataclasses.replace(s, **overrides)
-        if names:
-            overrides["without"] = names
-        if bag > 1:
-            overrides["bag"] = bag
-        print(f"variant {json.dumps(overrides) if overrides else '(the defaults)'}:")
+        rows = [blank(x, without) for _, x, _ in test]
+        print(f"variant {label}:")
         for seed in range(args.seeds):
             model = fit(before, variant, seed, without, bag)
             v = ndcg_at([model.predict(blank(x, without)) for x in valid.x], valid.y, valid.relevant)
             model = fit(d["windows"], variant, seed, without, bag)
-            rows = [blank(x, without) for _, x, _ in test]
             started = time.perf_counter()
             warm = [metrics.ndcg_at_k([ids[i] for i in np.argsort(-model.predict(x, num_threads=1), kind="stable")[:10]],
                                       rel, 10) for (ids, _, rel), x in zip(test, rows)]
@@ -200,7 +196,7 @@ def main() -> int:
             print(f"  seed {seed}: valid {v:.4f}  test {overall:.4f} (warm customers {np.mean(warm):.4f}); "
                   f"{per_user:.2f} ms per customer to score and sort (one thread)")
             if bag == 1:
-                print("          " + screened(model.models[0], test, without))
+                print("          " + screened(model.models[0], test, rows))
     return 0
 
 

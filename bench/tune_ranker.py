@@ -7,7 +7,12 @@ candidates once, then fits LightGBM variants on them and prints, per variant:
   (what `shoprec train` decides with; choose settings on this figure);
 - ``test``: NDCG@10 of the time split over all test customers (cold ones served by the cold
   blend, scored as in the last full evaluation), fitted on every window, as the feed would be;
-- the candidates' recall of the test purchases (the ceiling every variant shares).
+- the candidates' recall of the test purchases (the ceiling every variant shares);
+- with ``--oracle``, what the same features could give with labels from the test period itself:
+  half the warm test customers' own test purchases are added to the training windows and the
+  other half is scored, beside the fit on the windows alone over the same halves (both ways
+  round). No deployment has such labels; a figure still below a target says that no fitting of
+  these features reaches it, and that the target needs new information instead.
 Seeds move single models by about ±0.0007 on ``test``: a difference smaller than that is noise.
 
     python bench/tune_ranker.py --store /work/stores/hm --label-days 56
@@ -15,6 +20,7 @@ Seeds move single models by about ±0.0007 on ``test``: a difference smaller tha
     python bench/tune_ranker.py --store /work/stores/hm \
         --variants '[{}, {"num_boost_round": 100, "learning_rate": 0.09}]'   # TrainSettings overrides
     python bench/tune_ranker.py --store /work/stores/hm --variants '[{}, {"without": ["price_ratio"]}]'
+    python bench/tune_ranker.py --store /work/stores/hm --cache /tmp/hm-examples.pkl --oracle
 """
 
 from __future__ import annotations
@@ -134,6 +140,31 @@ def screened(booster: Any, test: list[Any], rows: list[np.ndarray], top: int = 2
             f"warm customers {np.mean(ndcg):.4f}")
 
 
+def oracle(d: dict[str, Any], s: training.TrainSettings, seed: int, without: np.ndarray, plain: Any) -> str:
+    """Warm customers' NDCG@10 when half of them lend their own test-period labels to training
+    (the other half scored), beside ``plain`` (fitted on the windows alone) on the same halves,
+    both ways round."""
+    test = d["test"]
+    order = np.random.default_rng(seed).permutation(len(test))
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    with_labels, alone = [], []
+    for lend, scored in (halves, halves[::-1]):
+        lent = training.Examples()
+        for i in lend:
+            ids, x, rel = test[i]
+            lent.x.append(x)
+            lent.y.append(np.isin(np.asarray(ids), list(rel)).astype(np.float64))
+            lent.relevant.append(len(rel))
+        model = fit([*d["windows"], (np.inf, lent)], s, seed, without)
+        for i in scored:
+            ids, x, rel = test[i]
+            for m, out in ((model, with_labels), (plain, alone)):
+                top = np.argsort(-m.predict(blank(x, without), num_threads=1), kind="stable")[:10]
+                out.append(metrics.ndcg_at_k([ids[j] for j in top], rel, 10))
+    return (f"oracle: warm customers {np.mean(with_labels):.4f} with half the test period's own labels "
+            f"in training, {np.mean(alone):.4f} without (same halves)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, required=True, help="an indexed H&M store")
@@ -144,6 +175,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cache", type=Path, help="examples and candidates kept in this file: computed when it "
                     "is absent, read when present (only for reruns of the same code, store and split)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also fit with half the test customers' own test-period labels (a ceiling, see above)")
     ap.add_argument("--variants", default="[{}]",
                     help="JSON list of TrainSettings overrides to compare, each on the same examples")
     args = ap.parse_args()
@@ -197,6 +230,8 @@ def main() -> int:
                   f"{per_user:.2f} ms per customer to score and sort (one thread)")
             if bag == 1:
                 print("          " + screened(model.models[0], test, rows))
+            if args.oracle:
+                print("          " + oracle(d, variant, seed, without, model))
     return 0
 
 

@@ -140,10 +140,11 @@ def screened(booster: Any, test: list[Any], rows: list[np.ndarray], top: int = 2
             f"warm customers {np.mean(ndcg):.4f}")
 
 
-def oracle(d: dict[str, Any], s: training.TrainSettings, seed: int, without: np.ndarray, plain: Any) -> str:
+def oracle(d: dict[str, Any], s: training.TrainSettings, seed: int, without: np.ndarray, plain: Any,
+           bag: int = 1) -> str:
     """Warm customers' NDCG@10 when half of them lend their own test-period labels to training
-    (the other half scored), beside ``plain`` (fitted on the windows alone) on the same halves,
-    both ways round."""
+    (the other half scored), beside ``plain`` (fitted on the windows alone, ``bag`` models) on
+    the same halves, both ways round."""
     test = d["test"]
     order = np.random.default_rng(seed).permutation(len(test))
     halves = (order[: len(order) // 2], order[len(order) // 2:])
@@ -155,7 +156,7 @@ def oracle(d: dict[str, Any], s: training.TrainSettings, seed: int, without: np.
             lent.x.append(x)
             lent.y.append(np.isin(np.asarray(ids), list(rel)).astype(np.float64))
             lent.relevant.append(len(rel))
-        model = fit([*d["windows"], (np.inf, lent)], s, seed, without)
+        model = fit([*d["windows"], (np.inf, lent)], s, seed, without, bag)
         for i in scored:
             ids, x, rel = test[i]
             for m, out in ((model, with_labels), (plain, alone)):
@@ -231,7 +232,7 @@ def main() -> int:
             if bag == 1:
                 print("          " + screened(model.models[0], test, rows))
             if args.oracle:
-                print("          " + oracle(d, variant, seed, without, model))
+                print("          " + oracle(d, variant, seed, without, model, bag))
     return 0
 
 

@@ -127,7 +127,7 @@ def test_photos_copied_anew_with_the_same_bytes_are_not_encoded_again(shop: Path
     next run is back on the cheap check (no photo read)."""
     import os
 
-    from shoprec.indexing import indexer
+    from shoprec.indexing import indexer, seen_hashes
 
     catalog = _write_jsonl(shop / "catalog.jsonl", GOOD)
     service = _service(tmp_path)
@@ -139,10 +139,22 @@ def test_photos_copied_anew_with_the_same_bytes_are_not_encoded_again(shop: Path
     read = []
     real = indexer.image_content_fingerprint
     monkeypatch.setattr(indexer, "image_content_fingerprint", lambda ref, base, cap: read.append(ref) or real(ref, base, cap))
+    writes = []
+    real_set_payload = service.store.set_payload
+    monkeypatch.setattr(service.store, "set_payload", lambda ids, payload: writes.append(ids) or real_set_payload(ids, payload))
     copied = service.index_catalog(catalog, progress=False)
     assert (copied.indexed, copied.unchanged) == (0, 3) and read  # photos read, none encoded
+    assert writes == []  # and the store left as it is: the confirmations live beside it
+    assert (tmp_path / "store" / seen_hashes.FILE_NAME).is_file()
     read.clear()
     assert (service.index_catalog(catalog, progress=False).unchanged, read) == (3, [])
+    # a confirmation vouches only for the point as it was stored: re-encoded since (a new
+    # title), the old row back is a change again even though its cheap hash was confirmed once
+    _write_jsonl(catalog, [dict(GOOD[0], title="红色纯棉T恤 新款"), *GOOD[1:]])
+    assert service.index_catalog(catalog, progress=False).indexed == 1
+    _write_jsonl(catalog, GOOD)
+    assert service.index_catalog(catalog, progress=False).indexed == 1
+    assert service.get_item("a1")["title"] == GOOD[0]["title"]
     # new bytes under the same name are still a change
     _png(shop / "img" / "blue.png", (0, 0, 0), size=(80, 80))
     assert service.index_catalog(catalog, progress=False).indexed == 1

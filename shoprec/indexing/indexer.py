@@ -28,7 +28,7 @@ from shoprec.config import Settings
 from shoprec.images import (ImageError, ImageLimits, image_content_fingerprint, image_fingerprint, is_remote, load_image,
                             resolve_local)
 from shoprec.indexing.embedder import ProductEmbedder
-from shoprec.indexing import serving_space
+from shoprec.indexing import seen_hashes, serving_space
 from shoprec.indexing.report import IndexReport
 from shoprec.indexing.store import JOINT_VERSION_FIELD, VectorStore
 from shoprec.progress import progress as progress_of
@@ -166,8 +166,10 @@ class Indexer:
                       report: IndexReport) -> list[tuple[CatalogRow, str, str]]:
         """Rows whose content differs from the stored one, with their new hashes; the others are
         counted as unchanged. The cheap hash (the photo's size and mtime) decides first; where it
-        differs, the photo's bytes do, and an item whose bytes are the same only gets its cheap
-        hash refreshed. A store without a collection yet has no hashes to match."""
+        differs, the photo's bytes do. An item whose bytes are the same is left as it is stored
+        (its new cheap hash is remembered beside the store, seen_hashes.py), unless its photo moved
+        to another folder: then the served path follows it. A store without a collection yet has
+        no hashes to match."""
         try:
             self.store.count()
         except RuntimeError:
@@ -175,24 +177,35 @@ class Indexer:
         else:
             known = {hit.item_id: hit.payload
                      for hit in self.store.scroll(fields=["item_id", HASH_FIELD, CONTENT_FIELD, IMAGE_PATH_FIELD])}
+        store_dir = Path(self.settings.store)
+        seen = seen_hashes.load(store_dir) if known else {}
+        confirmed = dict(seen)
         todo: list[tuple[CatalogRow, str, str]] = []
         for row in rows:
-            stored = known.get(row.product.id, {})
+            item_id = row.product.id
+            stored = known.get(item_id, {})
             digest = row.product.content_hash(image_fingerprint(row.product.image, base_dir))
-            if stored.get(HASH_FIELD) == digest:
+            if stored.get(HASH_FIELD) == digest or seen_hashes.vouches(seen, item_id, stored.get(HASH_FIELD), digest):
                 report.unchanged += 1
                 continue
             content = row.product.content_hash(
                 image_content_fingerprint(row.product.image, base_dir, self.limits.max_bytes))
-            if stored.get(CONTENT_FIELD) == content:
-                # the same bytes, perhaps in a moved folder: the served photo follows it
-                refresh: dict[str, Any] = {HASH_FIELD: digest}
-                if stored.get(IMAGE_PATH_FIELD):
-                    refresh[IMAGE_PATH_FIELD] = _local_path(row.product.image, base_dir)
-                self.store.set_payload([row.product.id], refresh)
+            if stored and stored.get(CONTENT_FIELD) == content:
+                served = stored.get(IMAGE_PATH_FIELD)
+                local = _local_path(row.product.image, base_dir)
+                if served and served != local:  # the same bytes in a moved folder: serve them from there
+                    self.store.set_payload([item_id], {HASH_FIELD: digest, IMAGE_PATH_FIELD: local})
+                    confirmed.pop(item_id, None)
+                elif stored.get(HASH_FIELD) is None:  # nothing stored to vouch for: record it in the point
+                    self.store.set_payload([item_id], {HASH_FIELD: digest})
+                    confirmed.pop(item_id, None)
+                else:
+                    confirmed[item_id] = (str(stored.get(HASH_FIELD)), digest)
                 report.unchanged += 1
             else:
                 todo.append((row, digest, content))
+        if confirmed != seen:
+            seen_hashes.save(store_dir, confirmed, {i: p.get(HASH_FIELD) for i, p in known.items()})
         return todo
 
     def _encode_rows(self, todo: list[tuple[CatalogRow, str, str]], base_dir: Path, report: IndexReport,

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from shoprec.files import write_atomic
 
 from .base import EncoderUnavailable
 from .threads import available_cores
@@ -124,20 +125,6 @@ def export_bytes(model: Any, image_size: int) -> bytes:
         )
     EXPORTS["count"] += 1
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should read like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class OnnxRunner:

@@ -191,16 +191,16 @@ class Indexer:
             content = row.product.content_hash(
                 image_content_fingerprint(row.product.image, base_dir, self.limits.max_bytes))
             if stored and stored.get(CONTENT_FIELD) == content:
-                served = stored.get(IMAGE_PATH_FIELD)
-                local = _local_path(row.product.image, base_dir)
-                if served and served != local:  # the same bytes in a moved folder: serve them from there
-                    self.store.set_payload([item_id], {HASH_FIELD: digest, IMAGE_PATH_FIELD: local})
-                    confirmed.pop(item_id, None)
-                elif stored.get(HASH_FIELD) is None:  # nothing stored to vouch for: record it in the point
-                    self.store.set_payload([item_id], {HASH_FIELD: digest})
+                served, local = stored.get(IMAGE_PATH_FIELD), _local_path(row.product.image, base_dir)
+                moved = bool(served) and served != local  # the same bytes in another folder: serve them there
+                if moved or stored.get(HASH_FIELD) is None:  # (or no stored hash to vouch for)
+                    refresh: dict[str, Any] = {HASH_FIELD: digest}
+                    if moved:
+                        refresh[IMAGE_PATH_FIELD] = local
+                    self.store.set_payload([item_id], refresh)
                     confirmed.pop(item_id, None)
                 else:
-                    confirmed[item_id] = (str(stored.get(HASH_FIELD)), digest)
+                    confirmed[item_id] = (stored[HASH_FIELD], digest)
                 report.unchanged += 1
             else:
                 todo.append((row, digest, content))

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from shoprec.files import write_atomic
 
 FILE_NAME = "seen-hashes.json"
 
@@ -62,15 +62,6 @@ def save(store_dir: Path, seen: Mapping[str, tuple[str, str]], stored_hashes: Ma
         if not keep:
             path.unlink(missing_ok=True)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)  # a server-backed store keeps its side files here too
-        # a temporary name of its own, so that two writers never replace each other's half-written file
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=FILE_NAME, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(keep, out, separators=(",", ":"))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(keep, separators=(",", ":")).encode("utf-8"))
     except OSError as err:
         log.warning("could not save %s (%s): photos whose mtime changed will be read again", path, err)
